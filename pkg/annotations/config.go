@@ -1,0 +1,94 @@
+package annotations
+
+import "time"
+
+// cert-manager's API group and issuer kinds, spelt out here so that the
+// annotation API does not drag cert-manager's packages into every importer.
+const (
+	CertManagerGroup  = "cert-manager.io"
+	KindIssuer        = "Issuer"
+	KindClusterIssuer = "ClusterIssuer"
+)
+
+// Key algorithms accepted by KeyAlgorithm, in the spelling the CSI driver
+// expects.
+const (
+	AlgorithmECDSA = "ECDSA"
+	AlgorithmRSA   = "RSA"
+)
+
+// Demo roles accepted by App.
+const (
+	AppFrontend = "frontend"
+	AppBackend  = "backend"
+)
+
+// DefaultMountPath is where the certificate files appear when MountPath is
+// not set.
+const DefaultMountPath = "/var/run/mtls"
+
+// IssuerRef names the cert-manager issuer that signs a pod's certificate.
+type IssuerRef struct {
+	Name  string
+	Kind  string
+	Group string
+}
+
+// Config is the effective, validated configuration of one opted-in pod:
+// every field is set, either from an annotation or from Defaults.
+type Config struct {
+	// Enabled is false when the pod did not opt in; the other fields are then
+	// zero and the pod must be left alone.
+	Enabled bool
+
+	Issuer IssuerRef
+
+	// CommonName is empty unless the user asked for one.
+	CommonName string
+	// DNSNames is nil when the names must be derived from Services.
+	DNSNames []string
+	// URISANs always holds at least the SPIFFE ID unless the user replaced it.
+	URISANs []string
+
+	Duration    time.Duration
+	RenewBefore time.Duration
+
+	KeyAlgorithm string
+	KeySize      int
+
+	// Containers is nil when every (non-init) container is selected.
+	Containers []string
+	MountPath  string
+	UseMTLS    bool
+	// App is "", AppFrontend or AppBackend.
+	App string
+}
+
+// Defaults holds the webhook-wide settings (its command-line flags) that
+// apply where a pod's annotations are silent.
+type Defaults struct {
+	Issuer      IssuerRef
+	Duration    time.Duration
+	RenewBefore time.Duration
+	// TrustDomain is the SPIFFE trust domain of the default URI SAN.
+	TrustDomain string
+}
+
+// NewDefaults returns the defaults the webhook starts with when no flag
+// overrides them: a namespaced cert-manager Issuer chosen per pod, 24h
+// certificates renewed 8h before expiry, trust domain cluster.local.
+func NewDefaults() Defaults {
+	return Defaults{
+		Issuer:      IssuerRef{Kind: KindIssuer, Group: CertManagerGroup},
+		Duration:    24 * time.Hour,
+		RenewBefore: 8 * time.Hour,
+		TrustDomain: "cluster.local",
+	}
+}
+
+// SPIFFEID returns the default URI SAN for a trust domain. The templates are
+// expanded by the CSI driver when it mounts the volume, so the ID follows the
+// pod's namespace and service account without the webhook knowing them.
+func SPIFFEID(trustDomain string) string {
+	return "spiffe://" + trustDomain + "/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}"
+}

@@ -1,0 +1,418 @@
+package annotations
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// MinDuration is the shortest certificate lifetime accepted. Anything shorter
+// would keep the issuer busy re-signing and gives no time to roll out.
+const MinDuration = time.Minute
+
+// rsaMin and rsaMax bound RSA key sizes: below 2048 bits is broken, above
+// 8192 is refused by cert-manager.
+const (
+	rsaMin = 2048
+	rsaMax = 8192
+)
+
+// templatePlaceholders lists the templates the CSI driver expands in common-name,
+// dns-names and uri-sans when it mounts the volume. Anything else written as
+// ${X} or $X makes the mount fail, so Parse refuses it up front.
+var templatePlaceholders = map[string]string{
+	"POD_NAME":             "pod-name",
+	"POD_NAMESPACE":        "pod-namespace",
+	"POD_UID":              "00000000-0000-0000-0000-000000000000",
+	"SERVICE_ACCOUNT_NAME": "service-account",
+}
+
+// systemDirs are directories a certificate mount must never hide: mounting
+// over them breaks the container in ways far from the annotation's cause.
+// A subdirectory such as /etc/tls is fine: it hides nothing.
+var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr", "/var/run/secrets/kubernetes.io"}
+
+// pseudoFS are the kernel file systems the runtime mounts; nothing may be
+// mounted inside them.
+var pseudoFS = []string{"/dev", "/proc", "/sys"}
+
+var kindPattern = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
+
+// annotationsPath is where every error of this package points.
+var annotationsPath = field.NewPath("metadata", "annotations")
+
+// PathFor returns the field path of one annotation, as the API server prints
+// it: metadata.annotations[mtls.demo/issuer].
+func PathFor(key string) *field.Path { return annotationsPath.Key(key) }
+
+// OptedIn reports whether the annotations ask for injection at all. A value
+// other than "true" or "false" counts as opted in, so that Parse gets to
+// refuse it instead of the pod silently staying in plain text.
+func OptedIn(ann map[string]string) bool {
+	v, ok := ann[Enable]
+	return ok && v != "false"
+}
+
+// Parse validates a pod's annotations and returns its effective Config.
+// Problems are returned all at once, each on the annotation that caused it;
+// warnings describe keys that are ignored. When the pod has not opted in,
+// Config.Enabled is false and nothing else is checked.
+func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList) {
+	var errs field.ErrorList
+	if !OptedIn(ann) {
+		return Config{}, nil, nil
+	}
+	if v := ann[Enable]; v != "true" {
+		errs = append(errs, field.NotSupported(PathFor(Enable), v, []string{"true", "false"}))
+	}
+
+	cfg := Config{Enabled: true, UseMTLS: true, MountPath: DefaultMountPath}
+	warnings := unknownKeys(ann)
+
+	cfg.Issuer, errs = parseIssuer(ann, d, errs)
+
+	if v, ok := ann[CommonName]; ok {
+		cfg.CommonName = v
+		errs = append(errs, checkCommonName(v)...)
+	}
+	if v, ok := ann[DNSNames]; ok {
+		var el field.ErrorList
+		cfg.DNSNames, el = parseDNSNames(v)
+		errs = append(errs, el...)
+	}
+	cfg.URISANs = []string{SPIFFEID(d.TrustDomain)}
+	if v, ok := ann[URISANs]; ok {
+		var el field.ErrorList
+		cfg.URISANs, el = parseURIs(v)
+		errs = append(errs, el...)
+	}
+
+	var el field.ErrorList
+	cfg.Duration, cfg.RenewBefore, el = parseLifetime(ann, d)
+	errs = append(errs, el...)
+	cfg.KeyAlgorithm, cfg.KeySize, el = parseKey(ann)
+	errs = append(errs, el...)
+
+	if v, ok := ann[Containers]; ok {
+		cfg.Containers, el = parseContainers(v)
+		errs = append(errs, el...)
+	}
+	if v, ok := ann[MountPath]; ok {
+		cfg.MountPath = v
+		errs = append(errs, checkMountPath(v)...)
+	}
+	if v, ok := ann[UseMTLS]; ok {
+		switch v {
+		case "true":
+		case "false":
+			cfg.UseMTLS = false
+		default:
+			errs = append(errs, field.NotSupported(PathFor(UseMTLS), v, []string{"true", "false"}))
+		}
+	}
+	if v, ok := ann[App]; ok {
+		cfg.App = v
+		if v != AppFrontend && v != AppBackend {
+			errs = append(errs, field.NotSupported(PathFor(App), v, []string{AppFrontend, AppBackend}))
+		}
+	}
+
+	if len(errs) > 0 {
+		return Config{}, warnings, errs
+	}
+	return cfg, warnings, nil
+}
+
+func parseIssuer(ann map[string]string, d Defaults, errs field.ErrorList) (IssuerRef, field.ErrorList) {
+	ref := d.Issuer
+	if ref.Kind == "" {
+		ref.Kind = KindIssuer
+	}
+	if ref.Group == "" {
+		ref.Group = CertManagerGroup
+	}
+	if v, ok := ann[Issuer]; ok {
+		ref.Name = v
+	}
+	if v, ok := ann[IssuerKind]; ok {
+		ref.Kind = v
+	}
+	if v, ok := ann[IssuerGroup]; ok {
+		ref.Group = v
+	}
+
+	switch _, set := ann[Issuer]; {
+	case ref.Name == "" && !set:
+		errs = append(errs, field.Required(PathFor(Issuer),
+			"name the cert-manager issuer that signs this pod's certificate, or start the webhook with --default-issuer"))
+	default:
+		for _, msg := range validation.IsDNS1123Subdomain(ref.Name) {
+			errs = append(errs, field.Invalid(PathFor(Issuer), ref.Name, "must be a valid issuer name: "+msg))
+		}
+	}
+
+	groupOK := true
+	for _, msg := range validation.IsDNS1123Subdomain(ref.Group) {
+		groupOK = false
+		errs = append(errs, field.Invalid(PathFor(IssuerGroup), ref.Group, "must be an API group such as cert-manager.io: "+msg))
+	}
+	switch {
+	case ref.Group == CertManagerGroup:
+		if ref.Kind != KindIssuer && ref.Kind != KindClusterIssuer {
+			errs = append(errs, field.NotSupported(PathFor(IssuerKind), ref.Kind, []string{KindIssuer, KindClusterIssuer}))
+		}
+	case groupOK && !kindPattern.MatchString(ref.Kind):
+		errs = append(errs, field.Invalid(PathFor(IssuerKind), ref.Kind,
+			"must be the Kind of an external issuer, such as AWSPCAIssuer (a capital letter, then letters and digits)"))
+	}
+	return ref, errs
+}
+
+func checkCommonName(v string) field.ErrorList {
+	p := PathFor(CommonName)
+	expanded, el := expandTemplates(p, v)
+	if el != nil {
+		return el
+	}
+	switch {
+	case strings.TrimSpace(v) == "":
+		return field.ErrorList{field.Invalid(p, v, "must not be empty; remove the annotation to have no common name")}
+	case len(expanded) > 64:
+		return field.ErrorList{field.TooLong(p, v, 64)}
+	}
+	return nil
+}
+
+func parseDNSNames(v string) ([]string, field.ErrorList) {
+	p := PathFor(DNSNames)
+	var (
+		names []string
+		errs  field.ErrorList
+	)
+	for _, name := range splitList(v) {
+		if name == "" {
+			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of DNS names without empty entries"))
+			continue
+		}
+		expanded, el := expandTemplates(p, name)
+		if el != nil {
+			errs = append(errs, el...)
+			continue
+		}
+		check := strings.TrimPrefix(expanded, "*.")
+		for _, msg := range validation.IsDNS1123Subdomain(check) {
+			errs = append(errs, field.Invalid(p, name, "not a valid DNS name: "+msg))
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names, errs
+}
+
+func parseURIs(v string) ([]string, field.ErrorList) {
+	p := PathFor(URISANs)
+	var (
+		uris []string
+		errs field.ErrorList
+	)
+	for _, raw := range splitList(v) {
+		if raw == "" {
+			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of URIs without empty entries"))
+			continue
+		}
+		expanded, el := expandTemplates(p, raw)
+		if el != nil {
+			errs = append(errs, el...)
+			continue
+		}
+		u, err := url.ParseRequestURI(expanded)
+		if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
+			errs = append(errs, field.Invalid(p, raw, "must be an absolute URI with a scheme and a host, such as spiffe://cluster.local/ns/demo/sa/frontend"))
+			continue
+		}
+		if !slices.Contains(uris, raw) {
+			uris = append(uris, raw)
+		}
+	}
+	return uris, errs
+}
+
+func parseLifetime(ann map[string]string, d Defaults) (time.Duration, time.Duration, field.ErrorList) {
+	var errs field.ErrorList
+	dur, renew := d.Duration, d.RenewBefore
+	durSet, renewSet := false, false
+	if v, ok := ann[Duration]; ok {
+		durSet = true
+		parsed, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			errs = append(errs, field.Invalid(PathFor(Duration), v, "must be a Go duration such as 24h or 90m"))
+		case parsed < MinDuration:
+			errs = append(errs, field.Invalid(PathFor(Duration), v, "must be at least "+MinDuration.String()))
+		default:
+			dur = parsed
+		}
+	}
+	if v, ok := ann[RenewBefore]; ok {
+		renewSet = true
+		parsed, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			errs = append(errs, field.Invalid(PathFor(RenewBefore), v, "must be a Go duration such as 8h or 30m"))
+		case parsed <= 0:
+			errs = append(errs, field.Invalid(PathFor(RenewBefore), v, "must be positive"))
+		default:
+			renew = parsed
+		}
+	}
+	if len(errs) > 0 {
+		return 0, 0, errs
+	}
+	if renew >= dur {
+		if !renewSet {
+			// The webhook-wide default does not fit a short duration the user
+			// chose: renew after two thirds of the lifetime instead of failing
+			// on a value the user never wrote.
+			renew = dur / 3
+		} else {
+			src := "the webhook's --default-duration"
+			if durSet {
+				src = Duration
+			}
+			errs = append(errs, field.Invalid(PathFor(RenewBefore), ann[RenewBefore],
+				fmt.Sprintf("must be shorter than the certificate duration (%s from %s)", dur, src)))
+		}
+	}
+	return dur, renew, errs
+}
+
+func parseKey(ann map[string]string) (string, int, field.ErrorList) {
+	alg := AlgorithmECDSA
+	if v, ok := ann[KeyAlgorithm]; ok {
+		switch {
+		case strings.EqualFold(v, AlgorithmECDSA):
+			alg = AlgorithmECDSA
+		case strings.EqualFold(v, AlgorithmRSA):
+			alg = AlgorithmRSA
+		default:
+			return "", 0, field.ErrorList{field.NotSupported(PathFor(KeyAlgorithm), v, []string{AlgorithmECDSA, AlgorithmRSA})}
+		}
+	}
+	size := 256
+	if alg == AlgorithmRSA {
+		size = rsaMin
+	}
+	v, ok := ann[KeySize]
+	if !ok {
+		return alg, size, nil
+	}
+	p := PathFor(KeySize)
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return "", 0, field.ErrorList{field.Invalid(p, v, "must be a whole number of bits")}
+	}
+	switch alg {
+	case AlgorithmECDSA:
+		if n != 256 && n != 384 && n != 521 {
+			msg := "ECDSA keys must be 256, 384 or 521 bits"
+			if n >= rsaMin {
+				msg += "; for an RSA key also set " + KeyAlgorithm + ": RSA"
+			}
+			return "", 0, field.ErrorList{field.Invalid(p, v, msg)}
+		}
+	case AlgorithmRSA:
+		if n < rsaMin || n > rsaMax {
+			return "", 0, field.ErrorList{field.Invalid(p, v, fmt.Sprintf("RSA keys must be %d to %d bits", rsaMin, rsaMax))}
+		}
+	}
+	return alg, n, nil
+}
+
+func parseContainers(v string) ([]string, field.ErrorList) {
+	p := PathFor(Containers)
+	var (
+		names []string
+		errs  field.ErrorList
+	)
+	for _, name := range splitList(v) {
+		if name == "" {
+			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of container names without empty entries"))
+			continue
+		}
+		for _, msg := range validation.IsDNS1123Label(name) {
+			errs = append(errs, field.Invalid(p, name, "not a valid container name: "+msg))
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names, errs
+}
+
+func checkMountPath(v string) field.ErrorList {
+	p := PathFor(MountPath)
+	switch {
+	case !path.IsAbs(v):
+		return field.ErrorList{field.Invalid(p, v, "must be an absolute path such as "+DefaultMountPath)}
+	case v == "/":
+		return field.ErrorList{field.Invalid(p, v, "must not be the root directory; use a directory of its own such as "+DefaultMountPath)}
+	case path.Clean(v) != v:
+		return field.ErrorList{field.Invalid(p, v, "must be a clean path without '..', '//' or a trailing '/' (did you mean "+strconv.Quote(path.Clean(v))+"?)")}
+	case strings.ContainsAny(v, ":,"):
+		return field.ErrorList{field.Invalid(p, v, "must not contain ':' or ','")}
+	}
+	for _, dir := range systemDirs {
+		if v == dir || strings.HasPrefix(dir, v+"/") {
+			return field.ErrorList{field.Invalid(p, v, "must not hide the system directory "+dir+"; use a directory of its own such as "+DefaultMountPath)}
+		}
+	}
+	for _, dir := range pseudoFS {
+		if strings.HasPrefix(v, dir+"/") {
+			return field.ErrorList{field.Invalid(p, v, "must not be inside "+dir+", which the container runtime owns; use a directory such as "+DefaultMountPath)}
+		}
+	}
+	return nil
+}
+
+// expandTemplates replaces the driver's template variables with placeholders
+// so the result can be checked like a literal value; unknown variables are
+// errors, exactly as they would be when the driver mounts the volume.
+func expandTemplates(p *field.Path, v string) (string, field.ErrorList) {
+	var unknown []string
+	out := os.Expand(v, func(name string) string {
+		if ph, ok := templatePlaceholders[name]; ok {
+			return ph
+		}
+		unknown = append(unknown, name)
+		return ""
+	})
+	if len(unknown) == 0 {
+		return out, nil
+	}
+	known := make([]string, 0, len(templatePlaceholders))
+	for k := range templatePlaceholders {
+		known = append(known, "${"+k+"}")
+	}
+	sort.Strings(known)
+	return "", field.ErrorList{field.Invalid(p, v, fmt.Sprintf("unknown template variable %q; the CSI driver only expands %s",
+		unknown[0], strings.Join(known, ", ")))}
+}
+
+func splitList(v string) []string {
+	parts := strings.Split(v, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}

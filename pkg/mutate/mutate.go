@@ -1,0 +1,406 @@
+// Package mutate turns an opted-in pod into an mTLS pod: it adds the
+// cert-manager CSI volume, mounts it read-only into the selected containers,
+// sets the certificate env vars, optionally swaps in the demo image, and
+// stamps the status annotation.
+//
+// Mutate is pure: no I/O, no globals, no clock. Whatever needs the cluster
+// (the Services that select the pod) is looked up by the caller and passed
+// in. Everything is added or replaced by name, so applying Mutate to its own
+// output changes nothing.
+package mutate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
+)
+
+// Names injected into the pod. The demo apps and the Helm charts rely on
+// them, so they are part of the contract and never change silently.
+const (
+	// VolumeName is the name of the injected CSI volume.
+	VolumeName = "mtls-certs"
+	// Driver is the cert-manager CSI driver that issues the certificate.
+	Driver = "csi.cert-manager.io"
+
+	EnvUseMTLS  = "USE_MTLS"
+	EnvCertFile = "MTLS_CERT_FILE"
+	EnvKeyFile  = "MTLS_KEY_FILE"
+	EnvCAFile   = "MTLS_CA_FILE"
+
+	CertFile = "tls.crt"
+	KeyFile  = "tls.key"
+	CAFile   = "ca.crt"
+
+	// StatusPrefix starts the value of the status annotation; a short hash
+	// of the effective configuration follows it.
+	StatusPrefix = "injected-"
+
+	// DefaultContainerAnnotation is kubectl's way to name a pod's main
+	// container; with mtls.demo/app it picks the container whose image is
+	// swapped.
+	DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
+)
+
+// CSI volume attribute keys, as defined by csi-driver's pkg/apis/v1alpha1.
+// They are repeated here so that this package stays free of the driver's
+// dependency tree; a test pins them to the driver's constants.
+const (
+	AttrIssuerName  = "csi.cert-manager.io/issuer-name"
+	AttrIssuerKind  = "csi.cert-manager.io/issuer-kind"
+	AttrIssuerGroup = "csi.cert-manager.io/issuer-group"
+	AttrCommonName  = "csi.cert-manager.io/common-name"
+	AttrDNSNames    = "csi.cert-manager.io/dns-names"
+	AttrURISANs     = "csi.cert-manager.io/uri-sans"
+	AttrDuration    = "csi.cert-manager.io/duration"
+	AttrRenewBefore = "csi.cert-manager.io/renew-before"
+	AttrKeyAlg      = "csi.cert-manager.io/key-algorithm"
+	AttrKeySize     = "csi.cert-manager.io/key-size"
+	AttrKeyUsages   = "csi.cert-manager.io/key-usages"
+	AttrCertFile    = "csi.cert-manager.io/certificate-file"
+	AttrKeyFile     = "csi.cert-manager.io/privatekey-file"
+	AttrCAFile      = "csi.cert-manager.io/ca-file"
+)
+
+// Options are the webhook-wide settings Mutate needs beyond a pod's Config.
+type Options struct {
+	// FrontendImage and BackendImage replace the target container's image
+	// when mtls.demo/app asks for that role.
+	FrontendImage string
+	BackendImage  string
+	// ClusterDomain ends the fully qualified Service names derived for the
+	// certificate (svc.ns.svc.<ClusterDomain>).
+	ClusterDomain string
+}
+
+// Result is what Mutate produced.
+type Result struct {
+	// Pod is a mutated copy; the input pod is never changed.
+	Pod *corev1.Pod
+	// Attributes are the CSI volume attributes that were injected, handed on
+	// to the driver's own validation.
+	Attributes map[string]string
+	// Warnings are soft problems the user should see, such as an env var of
+	// theirs that wins over the injected value.
+	Warnings []string
+}
+
+// attributeSource maps each injected attribute to the annotation whose value
+// it carries, so that an error about the attribute can point at the
+// annotation the user wrote.
+var attributeSource = map[string]string{
+	AttrIssuerName:  annotations.Issuer,
+	AttrIssuerKind:  annotations.IssuerKind,
+	AttrIssuerGroup: annotations.IssuerGroup,
+	AttrCommonName:  annotations.CommonName,
+	AttrDNSNames:    annotations.DNSNames,
+	AttrURISANs:     annotations.URISANs,
+	AttrDuration:    annotations.Duration,
+	AttrRenewBefore: annotations.RenewBefore,
+	AttrKeyAlg:      annotations.KeyAlgorithm,
+	AttrKeySize:     annotations.KeySize,
+}
+
+// AnnotationFor returns the annotation that sets a CSI attribute, or
+// mtls.demo/enable for attributes the webhook fills in by itself.
+func AnnotationFor(attr string) string {
+	if a, ok := attributeSource[attr]; ok {
+		return a
+	}
+	return annotations.Enable
+}
+
+// Mutate returns a copy of pod with the mTLS volume, mounts, env vars, image
+// and status annotation of cfg. services are the Services of the pod's
+// namespace; those whose selector matches the pod give the DNS names when
+// cfg has none. Errors name the annotation (or pod field) that makes the pod
+// impossible to inject.
+func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, opts Options) (Result, field.ErrorList) {
+	out := pod.DeepCopy()
+	var (
+		errs     field.ErrorList
+		warnings []string
+	)
+
+	if len(out.Spec.Containers) == 0 {
+		return Result{}, field.ErrorList{field.Required(field.NewPath("spec", "containers"), "a pod needs a container to receive the certificate")}
+	}
+	targets, el := selectContainers(out, cfg)
+	errs = append(errs, el...)
+
+	attrs := Attributes(cfg, DeriveDNSNames(out, services, opts.ClusterDomain))
+
+	volIdx := slices.IndexFunc(out.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == VolumeName })
+	if volIdx >= 0 && !isOurVolume(out.Spec.Volumes[volIdx]) {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "volumes").Index(volIdx).Child("name"), VolumeName,
+			fmt.Sprintf("the pod already has a volume named %s that is not a %s volume; rename it, or remove %s", VolumeName, Driver, annotations.Enable)))
+	}
+
+	for _, i := range targets {
+		errs = append(errs, checkMountConflict(&out.Spec.Containers[i], cfg.MountPath)...)
+	}
+
+	image := ""
+	switch cfg.App {
+	case annotations.AppFrontend:
+		image = opts.FrontendImage
+	case annotations.AppBackend:
+		image = opts.BackendImage
+	}
+	if cfg.App != "" && image == "" {
+		errs = append(errs, field.Invalid(annotations.PathFor(annotations.App), cfg.App,
+			fmt.Sprintf("this webhook has no image for the %s role; start it with --%s-image", cfg.App, cfg.App)))
+	}
+	if len(errs) > 0 {
+		return Result{}, errs
+	}
+
+	volume := corev1.Volume{
+		Name: VolumeName,
+		VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+			Driver:           Driver,
+			ReadOnly:         new(true),
+			VolumeAttributes: attrs,
+		}},
+	}
+	if volIdx >= 0 {
+		out.Spec.Volumes[volIdx] = volume
+	} else {
+		out.Spec.Volumes = append(out.Spec.Volumes, volume)
+	}
+
+	env := injectedEnv(cfg)
+	for _, i := range targets {
+		c := &out.Spec.Containers[i]
+		upsertMount(c, corev1.VolumeMount{Name: VolumeName, MountPath: cfg.MountPath, ReadOnly: true})
+		for _, e := range env {
+			if w := upsertEnv(c, e); w != "" {
+				warnings = append(warnings, w)
+			}
+		}
+	}
+
+	if image != "" {
+		c := &out.Spec.Containers[appTarget(out, targets)]
+		if c.Image != image {
+			warnings = append(warnings, fmt.Sprintf("container %s: image %s replaced by the %s demo image %s (%s)",
+				c.Name, c.Image, cfg.App, image, annotations.App))
+			c.Image = image
+		}
+	}
+
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[annotations.Status] = StatusPrefix + configHash(attrs, out, targets, env, image)
+
+	return Result{Pod: out, Attributes: attrs, Warnings: warnings}, nil
+}
+
+// Attributes returns the CSI volume attributes for cfg. derived are the DNS
+// names to use when cfg names none.
+func Attributes(cfg annotations.Config, derived []string) map[string]string {
+	attrs := map[string]string{
+		AttrIssuerName:  cfg.Issuer.Name,
+		AttrIssuerKind:  cfg.Issuer.Kind,
+		AttrIssuerGroup: cfg.Issuer.Group,
+		AttrDuration:    cfg.Duration.String(),
+		AttrRenewBefore: cfg.RenewBefore.String(),
+		AttrKeyAlg:      cfg.KeyAlgorithm,
+		AttrKeySize:     strconv.Itoa(cfg.KeySize),
+		AttrKeyUsages:   keyUsages(cfg.KeyAlgorithm),
+		AttrCertFile:    CertFile,
+		AttrKeyFile:     KeyFile,
+		AttrCAFile:      CAFile,
+	}
+	if cfg.CommonName != "" {
+		attrs[AttrCommonName] = cfg.CommonName
+	}
+	dns := cfg.DNSNames
+	if dns == nil {
+		dns = derived
+	}
+	if len(dns) > 0 {
+		attrs[AttrDNSNames] = strings.Join(dns, ",")
+	}
+	if len(cfg.URISANs) > 0 {
+		attrs[AttrURISANs] = strings.Join(cfg.URISANs, ",")
+	}
+	return attrs
+}
+
+// keyUsages always allows both ends of an mTLS connection. Key encipherment
+// only makes sense for RSA key exchange; an ECDSA key cannot encipher.
+func keyUsages(alg string) string {
+	if alg == annotations.AlgorithmRSA {
+		return "digital signature,key encipherment,server auth,client auth"
+	}
+	return "digital signature,server auth,client auth"
+}
+
+// DeriveDNSNames returns the names under which the pod is reachable through
+// the Services of its namespace that select it: svc, svc.ns, svc.ns.svc and
+// svc.ns.svc.<clusterDomain>, sorted by Service name.
+func DeriveDNSNames(pod *corev1.Pod, services []corev1.Service, clusterDomain string) []string {
+	podLabels := labels.Set(pod.Labels)
+	var matched []string
+	for i := range services {
+		svc := &services[i]
+		if svc.Namespace != pod.Namespace || len(svc.Spec.Selector) == 0 || svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue
+		}
+		if labels.SelectorFromValidatedSet(svc.Spec.Selector).Matches(podLabels) {
+			matched = append(matched, svc.Name)
+		}
+	}
+	sort.Strings(matched)
+	matched = slices.Compact(matched)
+	var names []string
+	for _, svc := range matched {
+		qualified := svc + "." + pod.Namespace
+		names = append(names, svc, qualified, qualified+".svc")
+		if clusterDomain != "" {
+			names = append(names, qualified+".svc."+clusterDomain)
+		}
+	}
+	return names
+}
+
+// selectContainers returns the indexes of the containers to inject.
+func selectContainers(pod *corev1.Pod, cfg annotations.Config) ([]int, field.ErrorList) {
+	if cfg.Containers == nil {
+		idx := make([]int, len(pod.Spec.Containers))
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx, nil
+	}
+	var (
+		idx  []int
+		errs field.ErrorList
+	)
+	for _, name := range cfg.Containers {
+		i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == name })
+		if i >= 0 {
+			idx = append(idx, i)
+			continue
+		}
+		detail := "no container of that name; the pod's containers are: " + containerNames(pod.Spec.Containers)
+		if slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == name }) {
+			detail = "is an init container; only regular containers can be injected (" + containerNames(pod.Spec.Containers) + ")"
+		}
+		errs = append(errs, field.Invalid(annotations.PathFor(annotations.Containers), name, detail))
+	}
+	return idx, errs
+}
+
+func containerNames(cs []corev1.Container) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// appTarget picks the container whose image becomes the demo image: the
+// first listed in mtls.demo/containers, else kubectl's default container when
+// it is selected, else the first container.
+func appTarget(pod *corev1.Pod, targets []int) int {
+	if def := pod.Annotations[DefaultContainerAnnotation]; def != "" {
+		for _, i := range targets {
+			if pod.Spec.Containers[i].Name == def {
+				return i
+			}
+		}
+	}
+	return targets[0]
+}
+
+func isOurVolume(v corev1.Volume) bool {
+	return v.CSI != nil && v.CSI.Driver == Driver
+}
+
+// checkMountConflict refuses a mount path that another volume of the
+// container already uses: the API server would reject the pod anyway, with a
+// message that does not mention the annotation.
+func checkMountConflict(c *corev1.Container, mountPath string) field.ErrorList {
+	for _, m := range c.VolumeMounts {
+		if m.Name != VolumeName && m.MountPath == mountPath {
+			return field.ErrorList{field.Invalid(annotations.PathFor(annotations.MountPath), mountPath,
+				fmt.Sprintf("container %s already mounts volume %s there; choose another path", c.Name, m.Name))}
+		}
+	}
+	return nil
+}
+
+func upsertMount(c *corev1.Container, m corev1.VolumeMount) {
+	for i := range c.VolumeMounts {
+		if c.VolumeMounts[i].Name == m.Name {
+			c.VolumeMounts[i] = m
+			return
+		}
+	}
+	c.VolumeMounts = append(c.VolumeMounts, m)
+}
+
+func injectedEnv(cfg annotations.Config) []corev1.EnvVar {
+	return []corev1.EnvVar{
+		{Name: EnvUseMTLS, Value: strconv.FormatBool(cfg.UseMTLS)},
+		{Name: EnvCertFile, Value: cfg.MountPath + "/" + CertFile},
+		{Name: EnvKeyFile, Value: cfg.MountPath + "/" + KeyFile},
+		{Name: EnvCAFile, Value: cfg.MountPath + "/" + CAFile},
+	}
+}
+
+// upsertEnv adds e unless the container already sets the variable; a value
+// of the user's own wins, and the returned warning says so.
+func upsertEnv(c *corev1.Container, e corev1.EnvVar) string {
+	for _, have := range c.Env {
+		if have.Name != e.Name {
+			continue
+		}
+		if have.ValueFrom == nil && have.Value == e.Value {
+			return ""
+		}
+		mine := strconv.Quote(have.Value)
+		if have.ValueFrom != nil {
+			mine = "a valueFrom reference"
+		}
+		return fmt.Sprintf("container %s: env %s is set by the pod to %s and wins over the injected %q",
+			c.Name, e.Name, mine, e.Value)
+	}
+	c.Env = append(c.Env, e)
+	return ""
+}
+
+// configHash fingerprints what was injected, so the status annotation shows
+// whether two pods got the same certificate setup.
+func configHash(attrs map[string]string, pod *corev1.Pod, targets []int, env []corev1.EnvVar, image string) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, attrs[k])
+	}
+	for _, i := range targets {
+		fmt.Fprintf(h, "container=%s\n", pod.Spec.Containers[i].Name)
+	}
+	for _, e := range env {
+		fmt.Fprintf(h, "env=%s=%s\n", e.Name, e.Value)
+	}
+	fmt.Fprintf(h, "image=%s\n", image)
+	return hex.EncodeToString(h.Sum(nil))[:10]
+}

@@ -1,0 +1,136 @@
+// Package webhook is the admission side of mtls-webhook: a thin
+// controller-runtime admission.Handler around the inject pipeline, plus the
+// cluster lookups the pure packages must not do themselves (Services for
+// derived DNS names, Issuers for an early "this will never be signed").
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
+	"github.com/mtls-demo/mtls-webhook/pkg/inject"
+)
+
+// Path is where the API server sends pod admission reviews.
+const Path = "/mutate-pods"
+
+// Results counted by mtls_webhook_admissions_total.
+const (
+	ResultInjected = "injected"
+	ResultSkipped  = "skipped"
+	ResultDenied   = "denied"
+	ResultError    = "error"
+)
+
+var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+// Handler mutates opted-in pods. Its fields are set once at start-up.
+type Handler struct {
+	Injector *inject.Injector
+	// Reader lists Services (normally the manager's cached client). Nil
+	// means no DNS names are derived.
+	Reader client.Reader
+	// Issuers checks that the issuer exists and is Ready. Nil means off.
+	Issuers *IssuerChecker
+	Metrics *Metrics
+	Log     logr.Logger
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, result := h.handle(ctx, req)
+	if h.Metrics != nil {
+		h.Metrics.observe(result, time.Since(start))
+	}
+	return resp
+}
+
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
+		return admission.Allowed("mtls-webhook only mutates pod creation"), ResultSkipped
+	}
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, errors.New("the admission request carries no pod")), ResultError
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError
+	}
+	if !annotations.OptedIn(pod.Annotations) {
+		return admission.Allowed("pod has not opted in with " + annotations.Enable), ResultSkipped
+	}
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
+	log := h.Log.WithValues("namespace", pod.Namespace, "pod", podName(pod), "uid", req.UID)
+
+	var services []corev1.Service
+	if _, explicit := pod.Annotations[annotations.DNSNames]; !explicit && h.Reader != nil {
+		list := &corev1.ServiceList{}
+		if err := h.Reader.List(ctx, list, client.InNamespace(pod.Namespace)); err != nil {
+			log.Error(err, "listing Services for derived DNS names")
+			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("listing Services in %s: %w", pod.Namespace, err)), ResultError
+		}
+		services = list.Items
+	}
+
+	out := h.Injector.Inject(pod, services)
+	warnings := out.Warnings
+	errs := out.Errors
+	if out.Injected && h.Issuers != nil {
+		w, el := h.Issuers.Check(ctx, pod.Namespace, out.Config.Issuer)
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+		errs = append(errs, el...)
+	}
+	if len(errs) > 0 {
+		log.Info("refused", "causes", errs.ToAggregate().Error())
+		status := apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, podName(pod), errs).ErrStatus
+		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+			Allowed: false, Result: &status, Warnings: warnings,
+		}}, ResultDenied
+	}
+
+	original, err := json.Marshal(pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), ResultError
+	}
+	mutated, err := json.Marshal(out.Pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), ResultError
+	}
+	// Both sides come from the same typed encoding, so fields this build of
+	// the Pod type does not know are left alone instead of being removed.
+	resp := admission.PatchResponseFromRaw(original, mutated).WithWarnings(warnings...)
+	log.V(1).Info("injected", "status", out.Pod.Annotations[annotations.Status], "patches", len(resp.Patches))
+	return resp, ResultInjected
+}
+
+// podName names a pod in messages before the API server has named it.
+func podName(pod *corev1.Pod) string {
+	if pod.Name != "" {
+		return pod.Name
+	}
+	if pod.GenerateName != "" {
+		return pod.GenerateName + "*"
+	}
+	return "(unnamed)"
+}

@@ -1,0 +1,145 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/inject"
+)
+
+// ServerOptions configure the serving side of the webhook.
+type ServerOptions struct {
+	// CertDir holds CertName and KeyName; they are reloaded when they change.
+	CertDir  string
+	CertName string
+	KeyName  string
+	// Host and Port are where the HTTPS admission endpoint listens.
+	Host string
+	Port int
+	// HealthAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
+	// "0" disables either.
+	HealthAddr  string
+	MetricsAddr string
+	IssuerCheck IssuerCheckMode
+	Injector    *inject.Injector
+	Log         logr.Logger
+}
+
+// NewManager builds the controller-runtime manager that runs the webhook:
+// the HTTPS server with hot-reloaded certificates, health and metrics
+// endpoints, and the caches for Services and Issuers. Start it with
+// mgr.Start(ctx); it stops gracefully when ctx is done.
+func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := cmapi.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host: o.Host, Port: o.Port, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+	})
+	mgr, err := manager.New(cfg, manager.Options{
+		Scheme:                 scheme,
+		WebhookServer:          server,
+		HealthProbeBindAddress: o.HealthAddr,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		Logger:                 o.Log,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Only what the handler reads: selectors and names, no payloads.
+			&corev1.Service{}: {},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+
+	metrics, err := NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+
+	h := &Handler{Injector: o.Injector, Reader: mgr.GetClient(), Metrics: metrics, Log: o.Log.WithName("admission")}
+	watch := []client.Object{&corev1.Service{}}
+	if o.IssuerCheck != IssuerCheckOff {
+		switch ok, err := issuerCRDsInstalled(mgr.GetRESTMapper()); {
+		case err != nil:
+			return nil, fmt.Errorf("looking up the cert-manager CRDs: %w", err)
+		case !ok:
+			o.Log.Info("cert-manager CRDs (issuers.cert-manager.io) not found: issuer checks are off until the webhook restarts", "issuerCheck", o.IssuerCheck)
+		default:
+			h.Issuers = &IssuerChecker{Reader: mgr.GetClient(), Mode: o.IssuerCheck}
+			watch = append(watch, &cmapi.Issuer{}, &cmapi.ClusterIssuer{})
+		}
+	}
+	server.Register(Path, &ctrlwebhook.Admission{Handler: h})
+
+	// Warm the caches before declaring readiness, so the first pod does not
+	// pay for an informer's initial list.
+	var synced atomic.Bool
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		for _, obj := range watch {
+			if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+				return fmt.Errorf("starting the informer for %T: %w", obj, err)
+			}
+		}
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("caches did not sync")
+		}
+		synced.Store(true)
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return nil, err
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("caches", func(*http.Request) error {
+		if !synced.Load() {
+			return errors.New("caches not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+func issuerCRDsInstalled(m meta.RESTMapper) (bool, error) {
+	_, err := m.RESTMapping(schema.GroupKind{Group: cmapi.SchemeGroupVersion.Group, Kind: cmapi.IssuerKind}, cmapi.SchemeGroupVersion.Version)
+	switch {
+	case err == nil:
+		return true, nil
+	case meta.IsNoMatchError(err):
+		return false, nil
+	}
+	return false, err
+}
