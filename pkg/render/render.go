@@ -14,8 +14,8 @@ import (
 	"io"
 	"strings"
 
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	gomodjsonpatch "gomodules.xyz/jsonpatch/v2"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
