@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/mtls-demo/mtls-webhook/pkg/inject"
 	"github.com/mtls-demo/mtls-webhook/pkg/render"
 	"github.com/mtls-demo/mtls-webhook/pkg/webhook"
 )
@@ -75,11 +76,11 @@ func parse(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return errUsage
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
-		return errUsage
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	return nil
 }
@@ -88,17 +89,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 // replaces the kubeconfig lookup; tests use it to point the very same code
 // path at their API server.
 func Serve(ctx context.Context, args []string, cfg *rest.Config, stdio IO) error {
-	var o ServeOptions
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stdio.Err)
-	o.bind(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	inj, err := o.Injector()
-	mode, modeErr := webhook.ParseIssuerCheckMode(o.IssuerCheck)
-	level, levelErr := parseLevel(o.LogLevel)
-	if err := errors.Join(err, modeErr, levelErr); err != nil {
+	o, inj, mode, level, err := parseServe(args, stdio.Err)
+	if err != nil {
 		return err
 	}
 
@@ -123,6 +115,28 @@ func Serve(ctx context.Context, args []string, cfg *rest.Config, stdio IO) error
 	return mgr.Start(ctx)
 }
 
+// CheckServeArgs parses and validates `serve` arguments without serving:
+// the Helm chart's tests use it so that the chart cannot pass a flag the
+// binary refuses.
+func CheckServeArgs(args []string) error {
+	_, _, _, _, err := parseServe(args, io.Discard)
+	return err
+}
+
+func parseServe(args []string, errOut io.Writer) (ServeOptions, *inject.Injector, webhook.IssuerCheckMode, zapcore.Level, error) {
+	var o ServeOptions
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	o.bind(fs)
+	if err := parse(fs, args); err != nil {
+		return o, nil, "", 0, err
+	}
+	inj, err := o.Injector()
+	mode, modeErr := webhook.ParseIssuerCheckMode(o.IssuerCheck)
+	level, levelErr := parseLevel(o.LogLevel)
+	return o, inj, mode, level, errors.Join(err, modeErr, levelErr)
+}
+
 func loadConfig(kubeconfig string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
@@ -144,10 +158,12 @@ func parseLevel(s string) (zapcore.Level, error) {
 		return zapcore.DebugLevel, nil
 	case "info":
 		return zapcore.InfoLevel, nil
+	case "warn":
+		return zapcore.WarnLevel, nil
 	case "error":
 		return zapcore.ErrorLevel, nil
 	}
-	return 0, fmt.Errorf("--log-level=%q: must be debug, info or error", s)
+	return 0, fmt.Errorf("--log-level=%q: must be debug, info, warn or error", s)
 }
 
 // Render implements `render`: it prints the injected documents, or the

@@ -87,7 +87,7 @@ func (o *ServeOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz (0 disables)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus /metrics endpoint (0 disables)")
 	fs.StringVar(&o.IssuerCheck, "issuer-check", string(webhook.IssuerCheckWarn), "when a pod's issuer is missing or not Ready: warn, deny or off")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 func (o *RenderOptions) bind(fs *flag.FlagSet) {

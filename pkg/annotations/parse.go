@@ -402,9 +402,12 @@ func expandTemplates(p *field.Path, v string) (string, field.ErrorList) {
 	}
 	known := make([]string, 0, len(templatePlaceholders))
 	for k := range templatePlaceholders {
-		known = append(known, "${"+k+"}")
+		known = append(known, k)
 	}
 	sort.Strings(known)
+	for i, k := range known {
+		known[i] = "${" + k + "}"
+	}
 	return "", field.ErrorList{field.Invalid(p, v, fmt.Sprintf("unknown template variable %q; the CSI driver only expands %s",
 		unknown[0], strings.Join(known, ", ")))}
 }

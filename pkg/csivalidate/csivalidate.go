@@ -94,7 +94,8 @@ func Check(pod *corev1.Pod, attrs map[string]string) field.ErrorList {
 // injected attributes plus the pod's identity. Before the API server names
 // a pod created from generateName, a placeholder suffix stands in.
 func VolumeContext(pod *corev1.Pod, attrs map[string]string) map[string]string {
-	vc := maps.Clone(attrs)
+	vc := make(map[string]string, len(attrs)+5)
+	maps.Copy(vc, attrs)
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName + PlaceholderSuffix

@@ -95,7 +95,7 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 			watch = append(watch, &cmapi.Issuer{}, &cmapi.ClusterIssuer{})
 		}
 	}
-	server.Register(Path, &ctrlwebhook.Admission{Handler: h})
+	server.Register(Path, NewHTTPHandler(h))
 
 	// Warm the caches before declaring readiness, so the first pod does not
 	// pay for an informer's initial list.
@@ -131,6 +131,12 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// NewHTTPHandler serves h over HTTP the way the API server calls it: an
+// AdmissionReview in, an AdmissionReview out, with the body size bounded.
+func NewHTTPHandler(h *Handler) http.Handler {
+	return limitBody(&ctrlwebhook.Admission{Handler: h}, MaxRequestBytes)
 }
 
 func issuerCRDsInstalled(m meta.RESTMapper) (bool, error) {

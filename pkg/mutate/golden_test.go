@@ -1,0 +1,182 @@
+package mutate
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the current output")
+
+// testOptions are the webhook-wide settings every golden case runs with.
+var testOptions = Options{
+	FrontendImage: "registry.test/demo-frontend:v1",
+	BackendImage:  "registry.test/demo-backend:v1",
+	ClusterDomain: "cluster.local",
+}
+
+func testDefaults() annotations.Defaults {
+	d := annotations.NewDefaults()
+	d.Issuer.Name = "default-ca"
+	return d
+}
+
+// golden is what a case produces: the mutated pod and its warnings, or the
+// errors that refuse it.
+type golden struct {
+	Warnings []string    `json:"warnings,omitempty"`
+	Errors   []string    `json:"errors,omitempty"`
+	Pod      *corev1.Pod `json:"pod,omitempty"`
+}
+
+// loadCase reads testdata/<case>.yaml: a Pod, then any Services in the
+// following documents.
+func loadCase(t *testing.T, file string) (*corev1.Pod, []corev1.Service) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	var (
+		pod      *corev1.Pod
+		services []corev1.Service
+	)
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Pod":
+			pod = &corev1.Pod{}
+			if err := yaml.UnmarshalStrict(doc, pod); err != nil {
+				t.Fatalf("pod: %v", err)
+			}
+		case "Service":
+			var svc corev1.Service
+			if err := yaml.UnmarshalStrict(doc, &svc); err != nil {
+				t.Fatalf("service: %v", err)
+			}
+			services = append(services, svc)
+		case "":
+		default:
+			t.Fatalf("unexpected kind %q", meta.Kind)
+		}
+	}
+	if pod == nil {
+		t.Fatal("no Pod in case file")
+	}
+	return pod, services
+}
+
+func run(t *testing.T, pod *corev1.Pod, services []corev1.Service) (golden, *Result) {
+	t.Helper()
+	cfg, warnings, errs := annotations.Parse(pod.Annotations, testDefaults())
+	if len(errs) > 0 {
+		t.Fatalf("golden cases must have valid annotations (Parse has its own tests): %v", errs)
+	}
+	res, errs := Mutate(pod, cfg, services, testOptions)
+	g := golden{Warnings: append(warnings, res.Warnings...)}
+	for _, e := range errs {
+		g.Errors = append(g.Errors, e.Error())
+	}
+	if len(errs) > 0 {
+		return g, nil
+	}
+	g.Pod = res.Pod
+	return g, &res
+}
+
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	cases := 0
+	for _, in := range inputs {
+		if strings.HasSuffix(in, ".golden.yaml") {
+			continue
+		}
+		cases++
+		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
+		goldenFile := strings.TrimSuffix(in, ".yaml") + ".golden.yaml"
+		used[goldenFile] = true
+		t.Run(name, func(t *testing.T) {
+			pod, services := loadCase(t, in)
+			original := pod.DeepCopy()
+			g, res := run(t, pod, services)
+			if diff := cmp.Diff(original, pod); diff != "" {
+				t.Fatalf("Mutate changed its input (-before +after):\n%s", diff)
+			}
+			got, err := yaml.Marshal(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				if err := os.WriteFile(goldenFile, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(goldenFile)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/mutate -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("output differs from %s (-want +got); rerun with -update if the change is intended:\n%s", goldenFile, diff)
+			}
+			if res == nil {
+				return
+			}
+			t.Run("idempotent", func(t *testing.T) {
+				cfg, _, errs := annotations.Parse(res.Pod.Annotations, testDefaults())
+				if len(errs) > 0 {
+					t.Fatalf("the mutated pod no longer parses: %v", errs)
+				}
+				again, errs := Mutate(res.Pod, cfg, services, testOptions)
+				if len(errs) > 0 {
+					t.Fatalf("second Mutate refused the pod: %v", errs)
+				}
+				if diff := cmp.Diff(res.Pod, again.Pod); diff != "" {
+					t.Errorf("second Mutate changed the pod (-first +second):\n%s", diff)
+				}
+				if diff := cmp.Diff(res.Attributes, again.Attributes); diff != "" {
+					t.Errorf("second Mutate changed the attributes:\n%s", diff)
+				}
+			})
+		})
+	}
+	if cases < 15 {
+		t.Errorf("only %d golden cases; the contract asks for at least 15", cases)
+	}
+	goldens, _ := filepath.Glob("testdata/*.golden.yaml")
+	sort.Strings(goldens)
+	for _, g := range goldens {
+		if !used[g] {
+			t.Errorf("%s has no input file: delete it or restore its input", g)
+		}
+	}
+}
+

@@ -1,0 +1,70 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
+)
+
+// FuzzHandle sends arbitrary pod bodies through the handler. It must never
+// panic; a refusal must carry a 400, 422 or 500 status; an allowed patch
+// must apply to the request object the API server holds and leave exactly
+// one mtls-certs volume.
+func FuzzHandle(f *testing.F) {
+	f.Add(peerPod(f))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"yes"}},"spec":{"containers":[{"name":"a"}]}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/app":"frontend"}},"spec":{"containers":[]}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true"}},"spec":{"volumes":[{"name":"mtls-certs","emptyDir":{}}],"containers":[{"name":"a"}]}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/containers":"b","mtls.demo/mount-path":"/"}},"spec":{"containers":[{"name":"a","env":[{"name":"USE_MTLS","value":"false"}]}]}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/dns-names":"${POD_NAME}.x"},"generateName":"w-"},"spec":{"containers":[{"name":"a","volumeMounts":[{"name":"mtls-certs","mountPath":"/x"}]}]},"unknownField":1}`))
+	f.Add([]byte(`null`))
+	h := &Handler{Injector: testInjector(f)}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		resp := h.Handle(context.Background(), request(raw, "ns"))
+		if !resp.Allowed {
+			if resp.Result == nil {
+				t.Fatal("refusal without a status")
+			}
+			switch resp.Result.Code {
+			case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusInternalServerError:
+			default:
+				t.Fatalf("refusal with code %d: %s", resp.Result.Code, resp.Result.Message)
+			}
+			return
+		}
+		if len(resp.Patches) == 0 {
+			return
+		}
+		ops, err := json.Marshal(resp.Patches)
+		if err != nil {
+			t.Fatal(err)
+		}
+		patch, err := jsonpatch.DecodePatch(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := patch.Apply(raw)
+		if err != nil {
+			t.Fatalf("patch does not apply to the request object: %v\npatch: %s", err, ops)
+		}
+		var pod corev1.Pod
+		if err := json.Unmarshal(out, &pod); err != nil {
+			t.Fatalf("patched object does not decode: %v", err)
+		}
+		n := 0
+		for _, v := range pod.Spec.Volumes {
+			if v.Name == mutate.VolumeName {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d %s volumes after the patch", n, mutate.VolumeName)
+		}
+	})
+}
