@@ -80,8 +80,10 @@ func TestParseAccepts(t *testing.T) {
 			want: func(c *Config) { c.Duration, c.RenewBefore = time.Hour, 20*time.Minute },
 		},
 		"an external issuer group takes any well-formed kind": {
-			ann:  base(IssuerGroup, "awspca.cert-manager.io", IssuerKind, "AWSPCAClusterIssuer", Issuer, "pca"),
-			want: func(c *Config) { c.Issuer = IssuerRef{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"} },
+			ann: base(IssuerGroup, "awspca.cert-manager.io", IssuerKind, "AWSPCAClusterIssuer", Issuer, "pca"),
+			want: func(c *Config) {
+				c.Issuer = IssuerRef{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}
+			},
 		},
 		"duplicate list entries are kept once": {
 			ann:  base(Containers, "app,app", DNSNames, "a,a"),

@@ -179,4 +179,3 @@ func TestGolden(t *testing.T) {
 		}
 	}
 }
-

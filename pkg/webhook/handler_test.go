@@ -207,11 +207,11 @@ func TestHandleChecksIssuers(t *testing.T) {
 		allowed     bool
 		wantWarning string
 	}{
-		"a Ready issuer gives no warning":            {[]client.Object{ready}, IssuerCheckWarn, true, ""},
-		"a missing issuer is a warning by default":   {nil, IssuerCheckWarn, true, "Issuer prod/demo-ca does not exist"},
-		"an issuer that is not Ready is a warning":   {[]client.Object{notReady}, IssuerCheckWarn, true, "Issuer prod/demo-ca is not Ready"},
-		"a missing issuer is refused in deny mode":   {nil, IssuerCheckDeny, false, ""},
-		"a missing issuer passes silently when off":  {nil, IssuerCheckOff, true, ""},
+		"a Ready issuer gives no warning":             {[]client.Object{ready}, IssuerCheckWarn, true, ""},
+		"a missing issuer is a warning by default":    {nil, IssuerCheckWarn, true, "Issuer prod/demo-ca does not exist"},
+		"an issuer that is not Ready is a warning":    {[]client.Object{notReady}, IssuerCheckWarn, true, "Issuer prod/demo-ca is not Ready"},
+		"a missing issuer is refused in deny mode":    {nil, IssuerCheckDeny, false, ""},
+		"a missing issuer passes silently when off":   {nil, IssuerCheckOff, true, ""},
 		"a Ready issuer is fine in deny mode as well": {[]client.Object{ready}, IssuerCheckDeny, true, ""},
 	}
 	for name, tc := range tests {
