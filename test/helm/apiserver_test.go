@@ -1,0 +1,332 @@
+package helm
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
+)
+
+var (
+	envOnce sync.Once
+	envErr  string
+	envCli  client.Client
+)
+
+// apiServer starts one envtest control plane (etcd + kube-apiserver from
+// KUBEBUILDER_ASSETS, cert-manager's CRDs installed) for the package and
+// returns a client that creates with strict field validation, so an unknown
+// or misspelt field in a chart is an error. It fails, never skips, when the
+// binaries are missing.
+func apiServer(t *testing.T) client.Client {
+	t.Helper()
+	envOnce.Do(func() {
+		assets := os.Getenv("KUBEBUILDER_ASSETS")
+		if assets == "" {
+			assets = filepath.Join(chart.RepoRoot(), "bin")
+		}
+		for _, b := range []string{"etcd", "kube-apiserver"} {
+			if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
+				envErr = "control-plane binary " + filepath.Join(assets, b) + " missing: run `make k8s-bins` (KUBEBUILDER_ASSETS=" + assets + ")"
+				return
+			}
+		}
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+		if err != nil {
+			envErr = "locate github.com/cert-manager/cert-manager: " + err.Error()
+			return
+		}
+		crds := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+		env := &envtest.Environment{
+			BinaryAssetsDirectory: assets,
+			CRDDirectoryPaths:     []string{crds},
+			ErrorIfCRDPathMissing: true,
+		}
+		cfg, err := env.Start()
+		if err != nil {
+			envErr = "start envtest: " + err.Error()
+			return
+		}
+		stopEnv = env.Stop
+		c, err := client.New(cfg, client.Options{})
+		if err != nil {
+			envErr = "client: " + err.Error()
+			return
+		}
+		envCli = client.WithFieldValidation(c, metav1.FieldValidationStrict)
+	})
+	if envErr != "" {
+		t.Fatal(envErr)
+	}
+	return envCli
+}
+
+var stopEnv func() error
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if stopEnv != nil {
+		_ = stopEnv()
+	}
+	os.Exit(code)
+}
+
+func ensureNamespace(t *testing.T, c client.Client, name string, labels map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
+	// No controller-manager runs: create the default ServiceAccount that the
+	// ServiceAccount admission plugin requires for pods.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: name}}
+	if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create default ServiceAccount in %s: %v", name, err)
+	}
+}
+
+// apply creates every object (namespaces first, pods last) and fails on
+// any error, including strict field validation errors.
+func apply(t *testing.T, c client.Client, objs []*unstructured.Unstructured) {
+	t.Helper()
+	rank := func(o *unstructured.Unstructured) int {
+		switch o.GetKind() {
+		case "Namespace":
+			return 0
+		case "ServiceAccount":
+			return 1
+		case "Pod":
+			return 3
+		}
+		return 2
+	}
+	objs = slices.Clone(objs)
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int { return rank(a) - rank(b) })
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			ensureNamespace(t, c, o.GetName(), o.GetLabels())
+			continue
+		}
+		if err := c.Create(context.Background(), o.DeepCopy()); err != nil {
+			t.Errorf("create %s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+		}
+	}
+}
+
+// TestChartsApplyToAPIServer renders both charts with the defaults and every
+// value set, each as its own release in its own namespace, and creates every
+// object on a real API server with cert-manager's CRDs.
+func TestChartsApplyToAPIServer(t *testing.T) {
+	helm := chart.HelmBinary(t)
+	c := apiServer(t)
+	// webhook-hardened.yaml names this PriorityClass; the helm test pod uses
+	// it and the Priority admission plugin resolves it.
+	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "mtls-webhook-critical"}, Value: 1000000}
+	if err := c.Create(context.Background(), pc); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	i := 0
+	for _, name := range []string{chart.WebhookChart, chart.DemoChart} {
+		for _, vf := range append([]string{""}, valueSets[name]...) {
+			i++
+			opts := chart.Options{Release: "r" + string(rune('a'+i)), Namespace: "apply-" + string(rune('a'+i))}
+			label := name + "/defaults"
+			if vf != "" {
+				opts.Values = []string{chart.ValuesFile(vf)}
+				label = name + "/" + vf
+			}
+			t.Run(label, func(t *testing.T) {
+				objs := chart.Render(t, helm, name, opts)
+				if len(objs) < 4 {
+					t.Fatalf("only %d objects rendered", len(objs))
+				}
+				ensureNamespace(t, c, opts.Namespace, nil)
+				apply(t, c, objs)
+				// Leave no admission object behind: the webhook points at a
+				// Service with no pods, and this release's policy would
+				// answer for the next test's pods.
+				for _, o := range objs {
+					switch o.GetKind() {
+					case "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+						if err := c.Delete(context.Background(), o.DeepCopy()); err != nil {
+							t.Errorf("delete %s: %v", o.GetName(), err)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func optInPod(ns, enable string, withVolume bool) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "canary", Namespace: ns},
+		Spec: corev1.PodSpec{
+			AutomountServiceAccountToken: ptr.To(false),
+			Containers:                   []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+		},
+	}
+	if enable != "" {
+		p.Annotations = map[string]string{"mtls.demo/enable": enable}
+	}
+	if withVolume {
+		p.Spec.Volumes = []corev1.Volume{{
+			Name: "mtls-certs",
+			VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+				Driver:           "csi.cert-manager.io",
+				ReadOnly:         ptr.To(true),
+				VolumeAttributes: map[string]string{"csi.cert-manager.io/issuer-name": "demo-ca"},
+			}},
+		}}
+	}
+	return p
+}
+
+// createDryRun creates pod with server-side dry run: the full admission
+// chain runs, nothing is stored.
+func createDryRun(c client.Client, pod *corev1.Pod) error {
+	return c.Create(context.Background(), pod.DeepCopy(), client.DryRunAll)
+}
+
+// eventually retries f until it returns nil: webhook configurations and
+// policies take effect when the API server's informers see them.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after 30s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func refusedWith(c client.Client, pod *corev1.Pod, want ...string) func() error {
+	return func() error {
+		err := createDryRun(c, pod)
+		if err == nil {
+			return errString("pod was admitted")
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				return errString("error does not contain " + w + ": " + err.Error())
+			}
+		}
+		return nil
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+// TestAdmissionConfiguration exercises the chart's own admission objects on
+// the real API server. No webhook server runs here, so a pod that the
+// MutatingWebhookConfiguration selects fails with "failed calling webhook"
+// (failurePolicy Fail): that is how this test sees which pods the
+// matchConditions and namespaceSelector send to the webhook. The real
+// webhook is tested in test/integration.
+func TestAdmissionConfiguration(t *testing.T) {
+	helm := chart.HelmBinary(t)
+	c := apiServer(t)
+	const release, releaseNS = "adm", "mtls-adm"
+	ensureNamespace(t, c, releaseNS, nil)
+	ensureNamespace(t, c, "kube-system", nil)
+	ensureNamespace(t, c, "team-a", nil)
+	ensureNamespace(t, c, "opted-out", map[string]string{"mtls.demo/injection": "disabled"})
+
+	objs := chart.Render(t, helm, chart.WebhookChart, chart.Options{Release: release, Namespace: releaseNS})
+	var admission []*unstructured.Unstructured
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+			admission = append(admission, o)
+		}
+	}
+	if len(admission) != 3 {
+		t.Fatalf("want the MWC, the policy and its binding, got %d objects", len(admission))
+	}
+	apply(t, c, admission)
+	mwc := admission[slices.IndexFunc(admission, func(o *unstructured.Unstructured) bool {
+		return o.GetKind() == "MutatingWebhookConfiguration"
+	})]
+
+	t.Run("webhook selects opted-in pods", func(t *testing.T) {
+		for _, enable := range []string{"true", "yes"} {
+			eventually(t, "enable="+enable+" reaches the webhook",
+				refusedWith(c, optInPod("team-a", enable, false), `failed calling webhook "inject.mtls.demo"`))
+		}
+	})
+	t.Run("webhook and policy leave other pods alone", func(t *testing.T) {
+		for _, p := range []*corev1.Pod{
+			optInPod("team-a", "", false),
+			optInPod("team-a", "false", false),
+			optInPod("opted-out", "true", false),
+			optInPod(releaseNS, "true", false),
+			optInPod("kube-system", "true", false),
+		} {
+			if err := createDryRun(c, p); err != nil {
+				t.Errorf("pod in %s with mtls.demo/enable=%q refused: %v", p.Namespace, p.Annotations["mtls.demo/enable"], err)
+			}
+		}
+	})
+
+	// From here the mutating webhook is absent: only the policy guards.
+	if err := c.Delete(context.Background(), mwc.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("policy refuses an opted-in pod the webhook did not mutate", func(t *testing.T) {
+		eventually(t, "policy refusal", refusedWith(c, optInPod("team-a", "true", false),
+			"ValidatingAdmissionPolicy 'adm-mtls-webhook-require-csi'",
+			`no "mtls-certs" volume of the csi.cert-manager.io CSI driver`,
+			"the mtls-webhook did not inject it",
+			"kubectl -n mtls-adm get deployment,pods"))
+	})
+	t.Run("policy admits the pod in the state the webhook produces", func(t *testing.T) {
+		// Stands in for the webhook: the pod carries the mtls-certs
+		// csi.cert-manager.io volume that the webhook would have injected.
+		if err := createDryRun(c, optInPod("team-a", "true", true)); err != nil {
+			t.Fatalf("mutated-looking pod refused: %v", err)
+		}
+		wrong := optInPod("team-a", "true", true)
+		wrong.Spec.Volumes[0].CSI.Driver = "other.csi.example.com"
+		eventually(t, "wrong driver refused", refusedWith(c, wrong, "did not inject"))
+	})
+
+	t.Run("fail-open webhook still ends in refusal by the policy", func(t *testing.T) {
+		open := chart.RenderWebhookChart(t, helm, chart.Options{Release: release, Namespace: releaseNS,
+			Values: []string{chart.ValuesFile("webhook-fail-open.yaml")}})
+		if string(*open.Webhooks[0].FailurePolicy) != "Ignore" {
+			t.Fatalf("failurePolicy = %s", *open.Webhooks[0].FailurePolicy)
+		}
+		if err := c.Create(context.Background(), open); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c.Delete(context.Background(), open) }()
+		eventually(t, "fail-open refusal", refusedWith(c, optInPod("team-a", "true", false), "the mtls-webhook did not inject it"))
+		if err := createDryRun(c, optInPod("team-a", "", false)); err != nil {
+			t.Fatalf("plain pod refused: %v", err)
+		}
+	})
+}
