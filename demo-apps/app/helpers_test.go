@@ -157,14 +157,21 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-func postJSON(c *http.Client, url, body string) (*http.Response, []byte, error) {
+func postJSON(c *http.Client, url, body string) (*reply, []byte, error) {
 	resp, err := c.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp, b, err
+	return &reply{StatusCode: resp.StatusCode, Status: resp.Status}, b, err
+}
+
+// reply is the part of a response the tests look at once the body is read
+// and closed.
+type reply struct {
+	StatusCode int
+	Status     string
 }
 
 // servedSerial opens a fresh TLS connection to addr (presenting leaf) and

@@ -277,7 +277,7 @@ func servicesIn(docs []document, namespace string) ([]corev1.Service, error) {
 		}
 		var svc corev1.Service
 		if err := json.Unmarshal(mustJSON(d.obj), &svc); err != nil {
-			return nil, fmt.Errorf("Service %s: %w", d.name, err)
+			return nil, fmt.Errorf("service %s: %w", d.name, err)
 		}
 		if svc.Namespace == "" {
 			svc.Namespace = namespace
