@@ -95,7 +95,9 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 			watch = append(watch, &cmapi.Issuer{}, &cmapi.ClusterIssuer{})
 		}
 	}
-	server.Register(Path, NewHTTPHandler(h))
+	// Registering through the manager is what adds the server to the
+	// runnables it starts; a server merely passed in Options never listens.
+	mgr.GetWebhookServer().Register(Path, NewHTTPHandler(h))
 
 	// Warm the caches before declaring readiness, so the first pod does not
 	// pay for an informer's initial list.
