@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
+	"github.com/mtls-demo/mtls-webhook/pkg/csivalidate"
 	"github.com/mtls-demo/mtls-webhook/pkg/inject"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 	"github.com/mtls-demo/mtls-webhook/pkg/policy"
@@ -132,5 +133,6 @@ func (o *InjectOptions) Injector() (*inject.Injector, error) {
 		},
 		Options: mutate.Options{FrontendImage: o.FrontendImage, BackendImage: o.BackendImage, ClusterDomain: o.ClusterDomain},
 		Policy:  pol,
+		Checks:  csivalidate.NewMemo(1024),
 	}, nil
 }

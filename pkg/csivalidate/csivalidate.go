@@ -42,20 +42,23 @@ const maxCommonName = 64
 func Check(pod *corev1.Pod, attrs map[string]string) field.ErrorList {
 	vc := VolumeContext(pod, attrs)
 
-	defaulted, err := defaults.SetDefaultAttributes(vc)
-	if err != nil {
-		return field.ErrorList{field.InternalError(annotations.PathFor(annotations.Enable), err)}
-	}
-	if el := validation.ValidateAttributes(defaulted); len(el) > 0 {
-		out := make(field.ErrorList, 0, len(el))
-		for _, e := range el {
-			out = append(out, remap(e))
-		}
-		return out
-	}
-
+	// RequestForMetadata applies the driver's defaults and validation itself,
+	// so the happy path runs them once. Only when it fails are they run
+	// again on their own, for an error list that can be mapped field by
+	// field.
 	bundle, err := requestgen.RequestForMetadata(metadata.Metadata{VolumeContext: vc})
 	if err != nil {
+		defaulted, dErr := defaults.SetDefaultAttributes(vc)
+		if dErr != nil {
+			return field.ErrorList{field.InternalError(annotations.PathFor(annotations.Enable), dErr)}
+		}
+		if el := validation.ValidateAttributes(defaulted); len(el) > 0 {
+			out := make(field.ErrorList, 0, len(el))
+			for _, e := range el {
+				out = append(out, remap(e))
+			}
+			return out
+		}
 		attr := attributeIn(err.Error())
 		return field.ErrorList{field.Invalid(annotations.PathFor(mutate.AnnotationFor(attr)), attrs[attr],
 			"the cert-manager CSI driver cannot build a certificate request from it: "+err.Error())}

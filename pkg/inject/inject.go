@@ -17,12 +17,13 @@ import (
 	"github.com/mtls-demo/mtls-webhook/pkg/policy"
 )
 
-// Injector holds the webhook-wide settings; it has no mutable state and is
-// safe for concurrent use.
+// Injector holds the webhook-wide settings. It is safe for concurrent use.
 type Injector struct {
 	Defaults annotations.Defaults
 	Options  mutate.Options
 	Policy   policy.Policy
+	// Checks remembers the CSI driver's verdicts; nil checks every time.
+	Checks *csivalidate.Memo
 }
 
 // Outcome is the result of running the pipeline on one pod.
@@ -61,7 +62,7 @@ func (in *Injector) Inject(pod *corev1.Pod, services []corev1.Service) Outcome {
 	errs = append(errs, mErrs...)
 	if len(mErrs) == 0 {
 		errs = append(errs, in.Policy.CheckDNSNames(pod.Namespace, splitNonEmpty(res.Attributes[mutate.AttrDNSNames]))...)
-		errs = append(errs, csivalidate.Check(res.Pod, res.Attributes)...)
+		errs = append(errs, in.Checks.Check(res.Pod, res.Attributes)...)
 	}
 	out.Warnings = append(out.Warnings, res.Warnings...)
 	if len(errs) > 0 {

@@ -38,12 +38,12 @@ func FuzzHandle(f *testing.F) {
 			}
 			return
 		}
-		if len(resp.Patches) == 0 {
-			return
-		}
-		ops, err := json.Marshal(resp.Patches)
+		ops, err := patchBytes(resp)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(ops) == 0 {
+			return
 		}
 		patch, err := jsonpatch.DecodePatch(ops)
 		if err != nil {

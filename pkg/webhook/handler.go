@@ -109,19 +109,43 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		}}, ResultDenied
 	}
 
-	original, err := json.Marshal(pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), ResultError
+	resp := patchResponse(pod, out.Pod).WithWarnings(warnings...)
+	if resp.Result != nil && !resp.Allowed {
+		return resp, ResultError
 	}
-	mutated, err := json.Marshal(out.Pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), ResultError
-	}
-	// Both sides come from the same typed encoding, so fields this build of
-	// the Pod type does not know are left alone instead of being removed.
-	resp := admission.PatchResponseFromRaw(original, mutated).WithWarnings(warnings...)
 	log.V(1).Info("injected", "status", out.Pod.Annotations[annotations.Status], "patches", len(resp.Patches))
 	return resp, ResultInjected
+}
+
+// patchResponse allows the pod with the patch that turns pod into mutated.
+func patchResponse(pod, mutated *corev1.Pod) admission.Response {
+	if ops, ok := podPatch(pod, mutated); ok {
+		resp := admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true}}
+		if len(ops) == 0 {
+			return resp
+		}
+		patch, err := json.Marshal(ops)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		// The encoded patch goes straight into the response; Complete only
+		// encodes Patches, which stays empty.
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+		return resp
+	}
+	// The mutation removed something, which podPatch does not express: diff
+	// the two encodings instead. Both sides come from the same typed encoding, so
+	// fields this build of the Pod type does not know are left alone.
+	original, err := json.Marshal(pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	current, err := json.Marshal(mutated)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(original, current)
 }
 
 // podName names a pod in messages before the API server has named it.

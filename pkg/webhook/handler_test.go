@@ -9,10 +9,13 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
+	"github.com/mtls-demo/mtls-webhook/pkg/csivalidate"
 	"github.com/mtls-demo/mtls-webhook/pkg/inject"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 	"github.com/mtls-demo/mtls-webhook/pkg/policy"
@@ -42,6 +46,7 @@ func testInjector(tb testing.TB) *inject.Injector {
 		Defaults: d,
 		Options:  mutate.Options{FrontendImage: "fe:1", BackendImage: "be:1", ClusterDomain: "cluster.local"},
 		Policy:   pol,
+		Checks:   csivalidate.NewMemo(64),
 	}
 }
 
@@ -93,7 +98,7 @@ func podJSON(tb testing.TB, p *corev1.Pod) []byte {
 // API server does, and decodes the result.
 func applyPatch(t *testing.T, raw []byte, resp admission.Response) *corev1.Pod {
 	t.Helper()
-	ops, err := json.Marshal(resp.Patches)
+	ops, err := patchBytes(resp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,12 +145,21 @@ func TestHandlePatchEqualsMutate(t *testing.T) {
 	}
 }
 
+// patchBytes is the patch as the API server receives it, whichever way the
+// handler built it.
+func patchBytes(resp admission.Response) ([]byte, error) {
+	if err := resp.Complete(admission.Request{}); err != nil {
+		return nil, err
+	}
+	return resp.Patch, nil
+}
+
 func TestHandleLeavesAPodThatDidNotOptIn(t *testing.T) {
 	h := &Handler{Injector: testInjector(t)}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{annotations.Enable: "false"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
 	resp := h.Handle(context.Background(), request(podJSON(t, pod), "ns"))
-	if !resp.Allowed || len(resp.Patches) != 0 || resp.PatchType != nil {
+	if !resp.Allowed || len(resp.Patches) != 0 || len(resp.Patch) != 0 || resp.PatchType != nil {
 		t.Fatalf("want allowed without patch, got %+v", resp)
 	}
 }
@@ -154,12 +168,12 @@ func TestHandleIgnoresWhatIsNotAPodCreate(t *testing.T) {
 	h := &Handler{Injector: testInjector(t)}
 	req := request(peerPod(t), "prod")
 	req.Operation = admissionv1.Update
-	if resp := h.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) != 0 {
+	if resp := h.Handle(context.Background(), req); !resp.Allowed || len(resp.Patch) != 0 || len(resp.Patches) != 0 {
 		t.Errorf("update: %+v", resp)
 	}
 	req = request(peerPod(t), "prod")
 	req.Resource.Resource = "services"
-	if resp := h.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) != 0 {
+	if resp := h.Handle(context.Background(), req); !resp.Allowed || len(resp.Patch) != 0 || len(resp.Patches) != 0 {
 		t.Errorf("service: %+v", resp)
 	}
 }
@@ -301,5 +315,22 @@ func TestHTTPHandlerRefusesOversizedBodies(t *testing.T) {
 	_ = resp.Body.Close()
 	if ar.Response == nil || ar.Response.Allowed || ar.Response.Result == nil || !strings.Contains(ar.Response.Result.Message, "too large") {
 		t.Errorf("chunked body: want a refusal naming the size, got %+v", ar.Response)
+	}
+}
+
+func TestMetricsCanBeCreatedTwiceOnOneRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatalf("second webhook in one process: %v", err)
+	}
+	a.observe(ResultInjected, time.Millisecond)
+	b.observe(ResultInjected, time.Millisecond)
+	if got := testutil.ToFloat64(a.admissions.WithLabelValues(ResultInjected)); got != 2 {
+		t.Errorf("shared counter = %v, want 2", got)
 	}
 }

@@ -1,0 +1,68 @@
+package csivalidate
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Memo remembers Check's verdicts. Check is a pure function of the volume
+// context, and the pods of one ReplicaSet share theirs (same generateName,
+// namespace, service account and annotations), so a Deployment's rollout
+// pays for the driver's rules once instead of once per pod. It is safe for
+// concurrent use; the zero value is not usable, use NewMemo.
+type Memo struct {
+	mu    sync.Mutex
+	max   int
+	cache map[string]field.ErrorList
+	order []string // insertion order, for FIFO eviction
+}
+
+// NewMemo returns a Memo holding at most size verdicts.
+func NewMemo(size int) *Memo {
+	return &Memo{max: max(size, 1), cache: make(map[string]field.ErrorList, size)}
+}
+
+// Check is csivalidate.Check with memory. The returned list is shared:
+// callers must not modify it. A nil Memo just calls Check.
+func (m *Memo) Check(pod *corev1.Pod, attrs map[string]string) field.ErrorList {
+	if m == nil {
+		return Check(pod, attrs)
+	}
+	key := memoKey(VolumeContext(pod, attrs))
+	m.mu.Lock()
+	errs, ok := m.cache[key]
+	m.mu.Unlock()
+	if ok {
+		return errs
+	}
+	errs = Check(pod, attrs)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.cache[key]; !ok {
+		if len(m.order) >= m.max {
+			delete(m.cache, m.order[0])
+			m.order = m.order[1:]
+		}
+		m.cache[key] = errs
+		m.order = append(m.order, key)
+	}
+	return errs
+}
+
+// memoKey is an unambiguous encoding of a volume context: keys sorted, and
+// each key and value prefixed by a separator no annotation can hold.
+func memoKey(vc map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(vc)) {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(vc[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}

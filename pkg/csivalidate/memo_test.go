@@ -1,0 +1,42 @@
+package csivalidate
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
+)
+
+func TestMemoGivesCheckVerdicts(t *testing.T) {
+	m := NewMemo(2)
+	bad := goodAttrs()
+	bad[mutate.AttrDuration] = "1 day"
+	for range 3 {
+		for _, attrs := range []map[string]string{goodAttrs(), bad} {
+			if got, want := m.Check(testPod(), attrs), Check(testPod(), attrs); !reflect.DeepEqual(got, want) {
+				t.Fatalf("memo %v, check %v", got, want)
+			}
+		}
+	}
+	if len(m.cache) != 2 {
+		t.Errorf("%d entries, want 2", len(m.cache))
+	}
+	other := testPod()
+	other.Spec.ServiceAccountName = "other"
+	m.Check(other, goodAttrs())
+	if len(m.cache) != 2 || len(m.order) != 2 {
+		t.Errorf("memo grew past its size: %d entries", len(m.cache))
+	}
+	var nilMemo *Memo
+	if errs := nilMemo.Check(testPod(), bad); len(errs) == 0 {
+		t.Error("a nil memo must still check")
+	}
+}
+
+func TestMemoKeyIsUnambiguous(t *testing.T) {
+	a := memoKey(map[string]string{"a": "b\x00c"})
+	b := memoKey(map[string]string{"a": "b", "c": ""})
+	if a == b {
+		t.Error("different contexts share a key")
+	}
+}
