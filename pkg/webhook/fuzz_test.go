@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/equality"
+
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 
@@ -14,8 +17,8 @@ import (
 
 // FuzzHandle sends arbitrary pod bodies through the handler. It must never
 // panic; a refusal must carry a 400, 422 or 500 status; an allowed patch
-// must apply to the request object the API server holds and leave exactly
-// one mtls-certs volume.
+// must apply to the request object the API server holds, give exactly the
+// pipeline's pod, and leave exactly one mtls-certs volume.
 func FuzzHandle(f *testing.F) {
 	f.Add(peerPod(f))
 	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"yes"}},"spec":{"containers":[{"name":"a"}]}}`))
@@ -56,6 +59,23 @@ func FuzzHandle(f *testing.F) {
 		var pod corev1.Pod
 		if err := json.Unmarshal(out, &pod); err != nil {
 			t.Fatalf("patched object does not decode: %v", err)
+		}
+		var in corev1.Pod
+		if err := json.Unmarshal(raw, &in); err != nil {
+			t.Fatalf("an allowed pod must have decoded: %v", err)
+		}
+		if in.Namespace == "" {
+			in.Namespace = "ns"
+		}
+		want := h.Injector.Inject(&in, nil)
+		if !want.Injected {
+			t.Fatalf("the handler patched a pod the pipeline refuses: %v", want.Errors)
+		}
+		if pod.Namespace == "" {
+			pod.Namespace = "ns"
+		}
+		if !equality.Semantic.DeepEqual(want.Pod, &pod) {
+			t.Fatalf("patched request differs from the pipeline's pod:\n%s", cmp.Diff(want.Pod, &pod))
 		}
 		n := 0
 		for _, v := range pod.Spec.Volumes {
