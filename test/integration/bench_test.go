@@ -1,0 +1,168 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// benchPods is how many pods are created each way.
+const benchPods = 300
+
+// BenchmarkPodCreateLatency measures what the webhook adds to a pod
+// creation, end to end through the API server: the same opted-in pod is
+// created alternately in a namespace the chart's configuration selects
+// (API server → webhook → patch → validation → etcd) and in one it
+// excludes with mtls.demo/injection=disabled (no webhook call), so both
+// series share the same moment, caches, etcd and client. Run it with
+// `make bench-integration`.
+func BenchmarkPodCreateLatency(b *testing.B) {
+	cs, _, c := clients(b)
+	with := namespace(b, cs, "bench", nil)
+	without := namespace(b, cs, "bench", map[string]string{"mtls.demo/injection": "disabled"})
+	for _, ns := range []string{with, without} {
+		createIssuer(b, c, ns, "ca", cmmeta.ConditionTrue)
+	}
+	installChartWebhook(b, cs, "bench", with)
+	ctx := ctxFor(b, 10*time.Minute)
+
+	create := func(ns, name string, wantInjected bool) time.Duration {
+		p := pod(name, optIn("ca"))
+		start := time.Now()
+		got, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+		d := time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if injected(got) != wantInjected {
+			b.Fatalf("pod %s/%s injected=%v, want %v", ns, got.Name, injected(got), wantInjected)
+		}
+		return d
+	}
+
+	for i := 0; i < b.N; i++ {
+		// Warm up connections (client → API server → webhook) and caches.
+		for j := range 30 {
+			name := fmt.Sprintf("warm-%d-%d", i, j)
+			create(with, name, true)
+			create(without, name, false)
+		}
+		var lw, lo []time.Duration
+		handlerBefore := handlerSeconds(b)
+		b.ResetTimer()
+		for j := range benchPods {
+			n := fmt.Sprintf("p-%d-%d", i, j)
+			// Alternate which goes first, so neither series always
+			// follows the other's etcd write.
+			if j%2 == 0 {
+				lw = append(lw, create(with, n, true))
+				lo = append(lo, create(without, n, false))
+			} else {
+				lo = append(lo, create(without, n, false))
+				lw = append(lw, create(with, n, true))
+			}
+		}
+		b.StopTimer()
+		report(b, lw, lo)
+		// The webhook's own histogram splits the added time into its
+		// handler and the rest (API server call, TLS, JSON, patch apply,
+		// larger object to validate and store).
+		after := handlerSeconds(b)
+		if n := after.count - handlerBefore.count; n > 0 {
+			mean := (after.sum - handlerBefore.sum) / n * 1000
+			b.ReportMetric(mean, "handler-mean-ms")
+			fmt.Fprintf(os.Stderr, "  webhook handler  mean %7.2f ms over %.0f reviews (mtls_webhook_mutation_duration_seconds)\n", mean, n)
+		}
+		if i+1 < b.N {
+			// Fresh pods for the next round.
+			for _, ns := range []string{with, without} {
+				if err := cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+func report(b *testing.B, with, without []time.Duration) {
+	w50, w99 := percentile(with, 50), percentile(with, 99)
+	o50, o99 := percentile(without, 50), percentile(without, 99)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(w50), "p50-with-ms")
+	b.ReportMetric(ms(w99), "p99-with-ms")
+	b.ReportMetric(ms(o50), "p50-without-ms")
+	b.ReportMetric(ms(o99), "p99-without-ms")
+	b.ReportMetric(ms(w50-o50), "p50-added-ms")
+	b.ReportMetric(float64(w50)/float64(o50), "p50-ratio")
+	verdict := "within"
+	if w50-o50 > 1500*time.Microsecond {
+		verdict = "OVER"
+	}
+	fmt.Fprintf(os.Stderr, "\npod create latency through the API server, %d pods each way, alternating:\n"+
+		"  without webhook  p50 %7.2f ms  p99 %7.2f ms\n"+
+		"  with webhook     p50 %7.2f ms  p99 %7.2f ms\n"+
+		"  added at p50     %+7.2f ms (ratio %.2f, p99 ratio %.2f) — %s the 1.5 ms target\n",
+		len(with), ms(o50), ms(o99), ms(w50), ms(w99), ms(w50-o50),
+		float64(w50)/float64(o50), float64(w99)/float64(o99), verdict)
+}
+
+// percentile is the nearest-rank percentile of ds.
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p+99)/100 - 1
+	return s[max(i, 0)]
+}
+
+// TestPercentile pins the percentile helper the benchmark reports with.
+func TestPercentile(t *testing.T) {
+	ds := make([]time.Duration, 100)
+	for i := range ds {
+		ds[i] = time.Duration(100-i) * time.Millisecond
+	}
+	if got := percentile(ds, 50); got != 50*time.Millisecond {
+		t.Errorf("p50 = %s, want 50ms", got)
+	}
+	if got := percentile(ds, 99); got != 99*time.Millisecond {
+		t.Errorf("p99 = %s, want 99ms", got)
+	}
+	if got := percentile([]time.Duration{7}, 99); got != 7 {
+		t.Errorf("p99 of one = %s, want 7ns", got)
+	}
+}
+
+type histSample struct{ sum, count float64 }
+
+// handlerSeconds reads the sum and count of the webhook's
+// mtls_webhook_mutation_duration_seconds histogram.
+func handlerSeconds(b *testing.B) histSample {
+	b.Helper()
+	req, _ := http.NewRequestWithContext(ctxFor(b, 10*time.Second), http.MethodGet, suite.metricsURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var h histSample
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, _ := strings.Cut(sc.Text(), " ")
+		v, _ := strconv.ParseFloat(value, 64)
+		switch name {
+		case "mtls_webhook_mutation_duration_seconds_sum":
+			h.sum = v
+		case "mtls_webhook_mutation_duration_seconds_count":
+			h.count = v
+		}
+	}
+	return h
+}
