@@ -1,0 +1,226 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+)
+
+// Case 3 as installed by hack/kind-e2e.sh: both demo pods were injected by
+// the webhook, run the demo images it swapped in, and serve a certificate
+// from the demo CA carrying their SPIFFE identity.
+func TestInjectedPodsGetCertificates(t *testing.T) {
+	ctx := ctxFor(t, 5*time.Minute)
+	ns := suite.demoNamespace
+	dumpOnFailure(t, ns)
+	for _, app := range []string{"backend", "frontend"} {
+		pod := readyPod(ctx, t, ns, app)
+		if s := pod.Annotations["mtls.demo/status"]; !strings.HasPrefix(s, "injected") {
+			t.Errorf("%s: mtls.demo/status = %q, want injected-<hash>", pod.Name, s)
+		}
+		var vol *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == "mtls-certs" {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil || vol.CSI == nil || vol.CSI.Driver != "csi.cert-manager.io" || !ptr.Deref(vol.CSI.ReadOnly, false) {
+			t.Errorf("%s: want a read-only csi.cert-manager.io volume mtls-certs, got %+v", pod.Name, vol)
+		}
+		c := pod.Spec.Containers[0]
+		if c.Image != image(app) {
+			t.Errorf("%s: image %q, want the webhook's --%s-image %q", pod.Name, c.Image, app, image(app))
+		}
+		envs := map[string]string{}
+		for _, e := range c.Env {
+			envs[e.Name] = e.Value
+		}
+		for k, v := range map[string]string{"USE_MTLS": "true", "MTLS_CERT_FILE": "/var/run/mtls/tls.crt",
+			"MTLS_KEY_FILE": "/var/run/mtls/tls.key", "MTLS_CA_FILE": "/var/run/mtls/ca.crt"} {
+			if envs[k] != v {
+				t.Errorf("%s: env %s = %q, want %q", pod.Name, k, envs[k], v)
+			}
+		}
+		// The app is Ready only with its certificate loaded; its metrics say
+		// which identity and expiry it serves.
+		m := metrics(ctx, t, pod)
+		wantID := fmt.Sprintf(`identity="spiffe://cluster.local/ns/%s/sa/%s"`, ns, app)
+		if !strings.Contains(m, wantID) {
+			t.Errorf("%s: /metrics has no mtls_cert_info with %s", pod.Name, wantID)
+		}
+		exp, err := strconv.ParseFloat(metricValue(m, `mtls_cert_not_after_timestamp_seconds{app="`+app+`",kind="leaf"}`), 64)
+		if err != nil || time.Unix(int64(exp), 0).Before(time.Now()) {
+			t.Errorf("%s: leaf expiry %v (%v), want a time in the future", pod.Name, exp, err)
+		}
+	}
+}
+
+// Case 3, step "run the client": the demo client (with its own injected
+// certificate) calls frontend-svc over mTLS, and the frontend calls
+// backend-svc over mTLS; every request must succeed and the backend must
+// name the frontend as its caller.
+func TestFrontendToBackendMTLS(t *testing.T) {
+	ctx := ctxFor(t, 5*time.Minute)
+	ns := suite.demoNamespace
+	dumpOnFailure(t, ns)
+	res := runPod(ctx, t, clientPod(ns, "e2e-client", "https://frontend-svc:8080", 10, true))
+	if res.exitCode != 0 {
+		t.Fatalf("client exited %d:\n%s", res.exitCode, res.logs)
+	}
+	want := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/frontend", ns)
+	if !strings.Contains(res.logs, want) {
+		t.Errorf("client output does not show the backend seeing caller %s:\n%s", want, res.logs)
+	}
+}
+
+// The seed's appendix: a pod without a certificate is refused in the TLS
+// handshake, even with curl -k (server verification off). frontend-svc is
+// open to every pod at the network level (the chart's NetworkPolicy), so the
+// refusal there can only come from mTLS; backend-svc is additionally closed
+// by NetworkPolicy, so there any failure counts. A control pod with an
+// injected certificate, the same curl and the same URL succeeds.
+func TestRoguePodRefused(t *testing.T) {
+	ctx := ctxFor(t, 5*time.Minute)
+	ns := suite.demoNamespace
+	dumpOnFailure(t, ns)
+	psc, csc := restrictedSecurity()
+	curlPod := func(name string, annotations map[string]string, args ...string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
+			Spec: corev1.PodSpec{SecurityContext: psc, Containers: []corev1.Container{{
+				Name: "curl", Image: curlImage, Args: args, SecurityContext: csc,
+			}}},
+		}
+	}
+	// curl exit codes: 35 handshake failed, 56 receive failure (TLS 1.3
+	// reports the missing certificate after the handshake), 28 timeout.
+	for _, tc := range []struct {
+		name, url string
+		allowed   map[int32]bool
+	}{
+		{"rogue-frontend", "https://frontend-svc:8080/healthz", map[int32]bool{35: true, 56: true}},
+		{"rogue-backend", "https://backend-svc:8080/healthz", map[int32]bool{7: true, 28: true, 35: true, 56: true}},
+	} {
+		res := runPod(ctx, t, curlPod(tc.name, nil, "-sS", "-v", "-k", "--max-time", "10", "-o", "/dev/null", "-w", "HTTP %{http_code}\n", tc.url))
+		if !tc.allowed[res.exitCode] || strings.Contains(res.logs, "HTTP 200") {
+			t.Errorf("%s: curl -k %s exited %d, want a refused connection (%v):\n%s", tc.name, tc.url, res.exitCode, tc.allowed, res.logs)
+		}
+	}
+	res := runPod(ctx, t, curlPod("trusted-curl",
+		map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "demo-ca"},
+		"-sS", "--fail", "--max-time", "10", "--cacert", "/var/run/mtls/ca.crt",
+		"--cert", "/var/run/mtls/tls.crt", "--key", "/var/run/mtls/tls.key",
+		"-X", "POST", "-H", "Content-Type: application/json", "-d", `{"request_id": "e2e-1"}`,
+		"https://frontend-svc:8080/submit"))
+	if res.exitCode != 0 || !strings.Contains(res.logs, `"request_id":"e2e-1"`) {
+		t.Errorf("control pod with a certificate: curl exited %d, want 0 and the answer:\n%s", res.exitCode, res.logs)
+	}
+}
+
+// Case 2 vs Case 3: with short-lived certificates the CSI driver renews the
+// files about a minute after the pods start. With CERT_RELOAD=true the apps
+// switch serials by themselves; with CERT_RELOAD=false they keep serving the
+// first certificate until `kubectl rollout restart`.
+func TestCertRenewalReloadVsRestart(t *testing.T) {
+	short := []string{"pki.certDuration=5m", "pki.certRenewBefore=3m30s"}
+	t.Run("reload", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxFor(t, 10*time.Minute)
+		ns := "e2e-case3-reload"
+		installDemo(t, ns, append(short, "reload=true")...)
+		pod := readyPod(ctx, t, ns, "backend")
+		first := servingSerial(ctx, t, pod)
+		err := wait.PollUntilContextCancel(ctx, 5*time.Second, false, func(ctx context.Context) (bool, error) {
+			return servingSerial(ctx, t, pod) != first, nil
+		})
+		if err != nil {
+			t.Fatalf("CERT_RELOAD=true: serial still %s after renewal was due: %v", first, err)
+		}
+		if v := metricValue(metrics(ctx, t, pod), `mtls_cert_reloads_total{app="backend"}`); v == "" || v == "0" {
+			t.Errorf("mtls_cert_reloads_total = %q, want > 0", v)
+		}
+		// Still the same pod: the renewal needed no restart.
+		if again := readyPod(ctx, t, ns, "backend"); again.UID != pod.UID || again.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("backend pod was replaced or restarted")
+		}
+	})
+	t.Run("restart", func(t *testing.T) {
+		t.Parallel()
+		ctx := ctxFor(t, 10*time.Minute)
+		ns := "e2e-case2-restart"
+		installDemo(t, ns, append(short, "reload=false")...)
+		pod := readyPod(ctx, t, ns, "backend")
+		first := servingSerial(ctx, t, pod)
+		// Wait until the driver has renewed this pod's certificate: a
+		// CertificateRequest newer than the pod's start (the driver keeps only
+		// the latest request per volume).
+		started := pod.Status.StartTime.Time
+		err := wait.PollUntilContextCancel(ctx, 5*time.Second, false, func(ctx context.Context) (bool, error) {
+			crs, err := dyn.Resource(certificateRequests).Namespace(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, cr := range crs.Items {
+				if cr.GetCreationTimestamp().After(started.Add(30 * time.Second)) {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatalf("no renewed CertificateRequest in %s: %v", ns, err)
+		}
+		// Give a reloading app ample time (poll interval 10s) to have switched.
+		time.Sleep(30 * time.Second)
+		if got := servingSerial(ctx, t, pod); got != first {
+			t.Fatalf("CERT_RELOAD=false: serial changed %s -> %s without a restart", first, got)
+		}
+		// kubectl rollout restart deployment backend.
+		patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
+		if _, err := kube.AppsV1().Deployments(ns).Patch(ctx, "backend", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitRollout(ctx, t, ns, "backend")
+		fresh := readyPod(ctx, t, ns, "backend")
+		if fresh.UID == pod.UID {
+			t.Fatal("rollout restart kept the old pod")
+		}
+		if got := servingSerial(ctx, t, fresh); got == first {
+			t.Errorf("after rollout restart the serial is still %s", got)
+		}
+	})
+}
+
+// waitRollout waits until a Deployment's new ReplicaSet is fully rolled out.
+func waitRollout(ctx context.Context, t *testing.T, ns, name string) {
+	t.Helper()
+	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		return rolledOut(d), nil
+	})
+	if err != nil {
+		t.Fatalf("deployment %s/%s not rolled out: %v", ns, name, err)
+	}
+}
+
+func rolledOut(d *appsv1.Deployment) bool {
+	want := ptr.Deref(d.Spec.Replicas, 1)
+	s := d.Status
+	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want &&
+		s.Replicas == want && s.AvailableReplicas == want
+}
