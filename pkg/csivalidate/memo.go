@@ -33,7 +33,7 @@ func (m *Memo) Check(pod *corev1.Pod, attrs map[string]string) field.ErrorList {
 	if m == nil {
 		return Check(pod, attrs)
 	}
-	key := memoKey(VolumeContext(pod, attrs))
+	key := memoKey(pod, attrs)
 	m.mu.Lock()
 	errs, ok := m.cache[key]
 	m.mu.Unlock()
@@ -54,14 +54,19 @@ func (m *Memo) Check(pod *corev1.Pod, attrs map[string]string) field.ErrorList {
 	return errs
 }
 
-// memoKey is an unambiguous encoding of a volume context: keys sorted, and
-// each key and value prefixed by a separator no annotation can hold.
-func memoKey(vc map[string]string) string {
+// memoKey is an unambiguous encoding of what VolumeContext(pod, attrs)
+// depends on: the attributes, keys sorted, and the pod's identity fields,
+// each entry ended by a NUL, which no annotation or name can hold.
+func memoKey(pod *corev1.Pod, attrs map[string]string) string {
 	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(vc)) {
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
 		b.WriteString(k)
 		b.WriteByte(0)
-		b.WriteString(vc[k])
+		b.WriteString(attrs[k])
+		b.WriteByte(0)
+	}
+	for _, s := range [...]string{pod.Name, pod.GenerateName, pod.Namespace, string(pod.UID), pod.Spec.ServiceAccountName} {
+		b.WriteString(s)
 		b.WriteByte(0)
 	}
 	return b.String()

@@ -34,9 +34,14 @@ func TestMemoGivesCheckVerdicts(t *testing.T) {
 }
 
 func TestMemoKeyIsUnambiguous(t *testing.T) {
-	a := memoKey(map[string]string{"a": "b\x00c"})
-	b := memoKey(map[string]string{"a": "b", "c": ""})
+	a := memoKey(testPod(), map[string]string{"a": "b\x00c"})
+	b := memoKey(testPod(), map[string]string{"a": "b", "c": ""})
 	if a == b {
-		t.Error("different contexts share a key")
+		t.Error("different attributes share a key")
+	}
+	named := testPod()
+	named.Name, named.GenerateName = named.GenerateName, ""
+	if memoKey(testPod(), nil) == memoKey(named, nil) {
+		t.Error("a name and a generateName share a key")
 	}
 }

@@ -69,8 +69,8 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if len(req.Object.Raw) == 0 {
 		return admission.Errored(http.StatusBadRequest, errors.New("the admission request carries no pod")), ResultError
 	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+	pod, err := decodePod(req.Object.Raw)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError
 	}
 	if !annotations.OptedIn(pod.Annotations) {

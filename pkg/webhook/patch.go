@@ -28,7 +28,7 @@ func podPatch(orig, mutated *corev1.Pod) (ops []patchOp, ok bool) {
 	if !ok {
 		return nil, false
 	}
-	if ops, ok = slicePatch(ops, "/spec/volumes", orig.Spec.Volumes, mutated.Spec.Volumes); !ok {
+	if ops, ok = slicePatch(ops, "/spec/volumes", orig.Spec.Volumes, mutated.Spec.Volumes, shallowOrDeepEqual); !ok {
 		return nil, false
 	}
 	for i := range mutated.Spec.Containers {
@@ -37,10 +37,10 @@ func podPatch(orig, mutated *corev1.Pod) (ops []patchOp, ok bool) {
 		if o.Image != m.Image {
 			ops = append(ops, op("replace", base+"/image", m.Image))
 		}
-		if ops, ok = slicePatch(ops, base+"/env", o.Env, m.Env); !ok {
+		if ops, ok = slicePatch(ops, base+"/env", o.Env, m.Env, shallowOrDeepEqual); !ok {
 			return nil, false
 		}
-		if ops, ok = slicePatch(ops, base+"/volumeMounts", o.VolumeMounts, m.VolumeMounts); !ok {
+		if ops, ok = slicePatch(ops, base+"/volumeMounts", o.VolumeMounts, m.VolumeMounts, deepEqual[corev1.VolumeMount]); !ok {
 			return nil, false
 		}
 	}
@@ -73,7 +73,7 @@ func mapPatch(ops []patchOp, path string, orig, mutated map[string]string) ([]pa
 // slicePatch replaces changed elements in place and appends new ones, the
 // two ways the mutation changes a list. It never removes elements; if the
 // list shrank, ok is false.
-func slicePatch[T any](ops []patchOp, path string, orig, mutated []T) ([]patchOp, bool) {
+func slicePatch[T any](ops []patchOp, path string, orig, mutated []T, equal func(a, b T) bool) ([]patchOp, bool) {
 	if len(mutated) < len(orig) {
 		return nil, false
 	}
@@ -87,12 +87,22 @@ func slicePatch[T any](ops []patchOp, path string, orig, mutated []T) ([]patchOp
 		switch {
 		case i >= len(orig):
 			ops = append(ops, op("add", path+"/-", mutated[i]))
-		case !reflect.DeepEqual(orig[i], mutated[i]):
+		case !equal(orig[i], mutated[i]):
 			ops = append(ops, op("replace", path+"/"+strconv.Itoa(i), mutated[i]))
 		}
 	}
 	return ops, true
 }
+
+// shallowOrDeepEqual compares with == first: Mutate copies the lists it
+// edits but shares the pointers of elements it leaves alone, so most
+// elements are found equal without a deep walk.
+func shallowOrDeepEqual[T comparable](a, b T) bool {
+	return a == b || reflect.DeepEqual(a, b)
+}
+
+// deepEqual is reflect.DeepEqual for types that == cannot compare.
+func deepEqual[T any](a, b T) bool { return reflect.DeepEqual(a, b) }
 
 // patchOp is one RFC 6902 operation. The patch is encoded in one pass from
 // these, rather than through jsonpatch.Operation, whose MarshalJSON encodes

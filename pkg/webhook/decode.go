@@ -1,0 +1,66 @@
+package webhook
+
+import (
+	"encoding/json"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// admissionPod lists the parts of a pod the inject pipeline reads or
+// changes. Decoding only these (the API server has already validated the
+// rest) skips the allocation-heavy parts of a pod the webhook never looks
+// at: resources, ports, probes, tolerations, managed fields.
+type admissionPod struct {
+	Metadata struct {
+		Name         string            `json:"name"`
+		GenerateName string            `json:"generateName"`
+		Namespace    string            `json:"namespace"`
+		UID          types.UID         `json:"uid"`
+		Labels       map[string]string `json:"labels"`
+		Annotations  map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		ServiceAccountName string          `json:"serviceAccountName"`
+		Volumes            []corev1.Volume `json:"volumes"`
+		InitContainers     []struct {
+			Name string `json:"name"`
+		} `json:"initContainers"`
+		Containers []struct {
+			Name         string               `json:"name"`
+			Image        string               `json:"image"`
+			Env          []corev1.EnvVar      `json:"env"`
+			VolumeMounts []corev1.VolumeMount `json:"volumeMounts"`
+		} `json:"containers"`
+	} `json:"spec"`
+}
+
+// decodePod reads the admission object into a pod that holds only the
+// fields of admissionPod. It is enough for the pipeline and for podPatch,
+// which only emits operations on those fields; it must not be used as the
+// whole pod for anything else.
+func decodePod(raw []byte) (*corev1.Pod, error) {
+	var in admissionPod
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, err
+	}
+	pod := &corev1.Pod{}
+	m := &in.Metadata
+	pod.Name, pod.GenerateName, pod.Namespace, pod.UID = m.Name, m.GenerateName, m.Namespace, m.UID
+	pod.Labels, pod.Annotations = m.Labels, m.Annotations
+	pod.Spec.ServiceAccountName = in.Spec.ServiceAccountName
+	pod.Spec.Volumes = in.Spec.Volumes
+	if n := len(in.Spec.InitContainers); n > 0 {
+		pod.Spec.InitContainers = make([]corev1.Container, n)
+		for i, c := range in.Spec.InitContainers {
+			pod.Spec.InitContainers[i].Name = c.Name
+		}
+	}
+	if n := len(in.Spec.Containers); n > 0 {
+		pod.Spec.Containers = make([]corev1.Container, n)
+		for i, c := range in.Spec.Containers {
+			pod.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Env: c.Env, VolumeMounts: c.VolumeMounts}
+		}
+	}
+	return pod, nil
+}
