@@ -16,12 +16,12 @@ COPY cmd/ cmd/
 COPY internal/ internal/
 COPY pkg/ pkg/
 # Static (no libc in the runtime image), reproducible paths, no debug symbols.
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w" -o /out/mtls-webhook ./cmd/webhook
+ARG VERSION=dev
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/mtls-webhook ./cmd/webhook
 
 # Distroless static, non-root (uid 65532, as in the chart's securityContext):
 # no shell and no package manager in the running image.
 FROM gcr.io/distroless/static-debian12:nonroot
-# cmd/webhook has no version variable to stamp, so the version is a label only.
 ARG VERSION=dev
 LABEL org.opencontainers.image.title="mtls-webhook" \
       org.opencontainers.image.description="Mutating admission webhook injecting cert-manager csi-driver mTLS volumes" \

@@ -11,8 +11,12 @@ import (
 	"github.com/mtls-demo/mtls-webhook/internal/cli"
 )
 
+// version is stamped at build time: -ldflags "-X main.version=v0.1.0".
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	cli.Version = version
 	code := cli.Main(ctx, os.Args[1:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	stop()
 	os.Exit(code)

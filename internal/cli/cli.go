@@ -26,9 +26,14 @@ const usage = `mtls-webhook injects cert-manager CSI certificates into pods anno
 Usage:
   mtls-webhook [serve] [flags]     run the admission webhook (default)
   mtls-webhook render -f FILE|-    print the injected YAML, no cluster needed
+  mtls-webhook version             print the version
 
 Run "mtls-webhook serve -h" or "mtls-webhook render -h" for the flags.
 `
+
+// Version is the binary's version, set by main from its build stamp and
+// printed by `mtls-webhook version` and at start-up.
+var Version = "dev"
 
 // IO is where a command reads and writes.
 type IO struct {
@@ -51,6 +56,9 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		err = Render(args, stdio)
 	case "help":
 		fmt.Fprint(stdio.Out, usage)
+		return 0
+	case "version":
+		fmt.Fprintln(stdio.Out, "mtls-webhook", Version)
 		return 0
 	default:
 		fmt.Fprintf(stdio.Err, "unknown command %q\n\n%s", cmd, usage)
@@ -110,7 +118,7 @@ func Serve(ctx context.Context, args []string, cfg *rest.Config, stdio IO) error
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "port", o.Port, "certDir", o.CertDir, "issuerCheck", mode,
+	log.Info("starting", "version", Version, "port", o.Port, "certDir", o.CertDir, "issuerCheck", mode,
 		"allowedIssuers", inj.Policy.AllowedIssuers, "allowAnyDNSNames", o.AllowAnyDNSNames)
 	return mgr.Start(ctx)
 }

@@ -106,3 +106,9 @@ func TestCheckServeArgs(t *testing.T) {
 		t.Errorf("a misspelt flag must be refused by name, got %v", err)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	if code, out, _ := runMain(t, "", "version"); code != 0 || out != "mtls-webhook dev\n" {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
