@@ -35,7 +35,6 @@ lint: $(GOLANGCI_LINT) ## Run gofmt, go vet and golangci-lint (pinned, installed
 	@unformatted=$$(gofmt -l cmd internal pkg demo-apps test hack 2>/dev/null); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags tools ./hack/... 2>/dev/null || true
 	$(GOLANGCI_LINT) run ./...
 
 TEST_TARGETS := lint test-unit $(TEST_TARGETS)

@@ -298,7 +298,7 @@ func (h *harness) startWebhook() error {
 		// all; readiness alone only says "webhook failed".
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 		if conn, dialErr := net.DialTimeout("tcp", addr, 2*time.Second); dialErr != nil {
-			err = fmt.Errorf("%w\n--port endpoint %s: %v", err, addr, dialErr)
+			err = fmt.Errorf("%w\n--port endpoint %s: %w", err, addr, dialErr)
 		} else {
 			_ = conn.Close()
 		}
