@@ -306,6 +306,10 @@ func TestRenderedDemo(t *testing.T) {
 	if got := envOf(t, find(t, plain, "Deployment", "frontend"))["BACKEND_URL"]; got != "http://backend-svc:8080" {
 		t.Errorf("plaintext BACKEND_URL = %q", got)
 	}
+	// The backend refuses ALLOWED_CLIENTS without mTLS: plain mode must not set it.
+	if got, ok := envOf(t, find(t, plain, "Deployment", "backend"))["ALLOWED_CLIENTS"]; ok {
+		t.Errorf("plaintext backend has ALLOWED_CLIENTS=%q; it would crash-loop", got)
+	}
 	case2 := chart.Render(t, helm, chart.DemoChart, chart.Options{Values: []string{chart.ValuesFile("demo-case2.yaml")}})
 	if got := envOf(t, find(t, case2, "Deployment", "backend"))["CERT_RELOAD"]; got != "false" {
 		t.Errorf("case 2 CERT_RELOAD = %q", got)
