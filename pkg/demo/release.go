@@ -1,0 +1,484 @@
+package demo
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/demo/nodeagent"
+)
+
+// ReleaseOptions choose how helm/mtls-demo is installed.
+type ReleaseOptions struct {
+	Namespace string
+	// Plain sets useMTLS=false (Case 1 on Kubernetes: JSON on the wire).
+	Plain bool
+	// NoReload sets reload=false (Case 2: CERT_RELOAD=false).
+	NoReload bool
+	// CertDuration / RenewBefore go into pki.certDuration/certRenewBefore.
+	CertDuration, RenewBefore string
+}
+
+// Release is helm/mtls-demo applied to one namespace.
+type Release struct {
+	e        *Env
+	Opts     ReleaseOptions
+	Deployed time.Time
+	CAPEM    []byte
+	CAPool   *x509.CertPool
+}
+
+// Component label of the chart's pods.
+const componentLabel = "app.kubernetes.io/component"
+
+// Install renders helm/mtls-demo into opts.Namespace, applies the PKI
+// first, waits for the demo-ca Issuer to be Ready, then applies the rest.
+func (e *Env) Install(ctx context.Context, opts ReleaseOptions) (*Release, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = "mtls-demo"
+	}
+	set := []string{
+		fmt.Sprintf("useMTLS=%t", !opts.Plain),
+		fmt.Sprintf("reload=%t", !opts.NoReload),
+	}
+	if opts.CertDuration != "" {
+		set = append(set, "pki.certDuration="+opts.CertDuration)
+	}
+	if opts.RenewBefore != "" {
+		set = append(set, "pki.certRenewBefore="+opts.RenewBefore)
+	}
+	objs, err := RenderChart(e.Opts.BinDir, e.Opts.RepoRoot, "mtls-demo", "demo", opts.Namespace, set)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.ensureNamespace(ctx, opts.Namespace, map[string]string{"mtls.demo/demo": "true"}); err != nil {
+		return nil, err
+	}
+	r := &Release{e: e, Opts: opts}
+	var later []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" {
+			later = append(later, o)
+			continue
+		}
+		if err := e.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+	// The demo CA: a Certificate signed by the self-signed ClusterIssuer,
+	// then the CA Issuer reading its Secret.
+	if err := e.poll(90*time.Second, "the demo-ca Issuer to be Ready", nil, func(ctx context.Context) (bool, error) {
+		iss := &unstructured.Unstructured{}
+		iss.SetAPIVersion("cert-manager.io/v1")
+		iss.SetKind("Issuer")
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: opts.Namespace, Name: "demo-ca"}, iss); err != nil {
+			return false, nil
+		}
+		conds, _, _ := unstructured.NestedSlice(iss.Object, "status", "conditions")
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == "Ready" && m["status"] == "True" {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		return nil, err
+	}
+	var sec corev1.Secret
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: opts.Namespace, Name: "demo-ca-tls"}, &sec); err != nil {
+		return nil, err
+	}
+	r.CAPEM = sec.Data["ca.crt"]
+	if len(r.CAPEM) == 0 {
+		r.CAPEM = sec.Data["tls.crt"]
+	}
+	r.CAPool = x509.NewCertPool()
+	r.CAPool.AppendCertsFromPEM(r.CAPEM)
+	r.Deployed = time.Now()
+	for _, o := range later {
+		if err := e.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return r, nil
+}
+
+// Namespace of the release.
+func (r *Release) Namespace() string { return r.Opts.Namespace }
+
+// Pod is the newest pod of role ("frontend", "backend", or "client" for
+// the load client), preferring ready ones.
+func (r *Release) Pod(role string) (nodeagent.PodInfo, bool) {
+	var best nodeagent.PodInfo
+	found := false
+	for _, p := range r.e.Agent.Pods() {
+		if p.Namespace != r.Opts.Namespace || p.Deleting {
+			continue
+		}
+		isClient := role == "client" && p.Name == ClientPodName
+		if p.Labels[componentLabel] != role && !isClient {
+			continue
+		}
+		if !found || (p.Ready && !best.Ready) || (p.Ready == best.Ready && p.Created.After(best.Created)) {
+			best, found = p, true
+		}
+	}
+	return best, found
+}
+
+// WaitReady waits until the frontend and backend pods are Ready and
+// returns how long after the Deployments were created the first
+// certificate was mounted.
+func (r *Release) WaitReady(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	var first time.Duration
+	err := r.e.poll(timeout, "frontend and backend pods to be Ready", nil, func(context.Context) (bool, error) {
+		for _, role := range []string{"backend", "frontend"} {
+			p, ok := r.Pod(role)
+			if !ok || !p.Ready {
+				return false, nil
+			}
+			if d := p.Published.Sub(r.Deployed); first == 0 || d < first {
+				first = d
+			}
+		}
+		return true, nil
+	})
+	return first, err
+}
+
+// ClientPodName is the load client's pod.
+const ClientPodName = "load-client"
+
+// StartClient creates the load-client Pod: the demo client binary, opted
+// in like the apps (its own certificate, ServiceAccount "client"), sending
+// a request to frontend-svc every interval until deleted. Its /metrics is
+// on <pod IP>:9090.
+func (r *Release) StartClient(ctx context.Context, interval time.Duration) error {
+	ns := r.Opts.Namespace
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "client", Namespace: ns}}
+	if err := r.e.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	scheme := "https"
+	if r.Opts.Plain {
+		scheme = "http"
+	}
+	ann := map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "demo-ca", "mtls.demo/use-mtls": strconv.FormatBool(!r.Opts.Plain)}
+	if r.Opts.CertDuration != "" {
+		ann["mtls.demo/duration"] = r.Opts.CertDuration
+	}
+	if r.Opts.RenewBefore != "" {
+		ann["mtls.demo/renew-before"] = r.Opts.RenewBefore
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: ClientPodName, Namespace: ns, Annotations: ann, Labels: map[string]string{componentLabel: "client"}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "client",
+			RestartPolicy:      corev1.RestartPolicyAlways,
+			Containers: []corev1.Container{{
+				Name:  "client",
+				Image: "ghcr.io/mtls-demo/demo-client:0.1.0",
+				Args:  []string{"-count=0", "-interval=" + interval.String(), "-timeout=5s", "-ops-addr=$(POD_IP):9090"},
+				Env: []corev1.EnvVar{
+					{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+					{Name: "FRONTEND_URL", Value: scheme + "://frontend-svc:8080"},
+					{Name: "CERT_RELOAD", Value: strconv.FormatBool(!r.Opts.NoReload)},
+				},
+			}},
+		},
+	}
+	if err := r.e.Client.Create(ctx, pod); err != nil {
+		return fmt.Errorf("creating the load client: %w", err)
+	}
+	return r.e.poll(60*time.Second, "the load client", nil, func(ctx context.Context) (bool, error) {
+		p, ok := r.Pod("client")
+		if !ok || !p.Ready {
+			return false, nil
+		}
+		_, err := Scrape(ctx, p.IP, 9090)
+		return err == nil, nil
+	})
+}
+
+// StopClient deletes the load-client Pod and waits until it is gone.
+func (r *Release) StopClient(ctx context.Context) error {
+	err := r.e.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: ClientPodName, Namespace: r.Opts.Namespace}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return r.e.poll(30*time.Second, "the load client to stop", nil, func(ctx context.Context) (bool, error) {
+		err := r.e.Client.Get(ctx, client.ObjectKey{Namespace: r.Opts.Namespace, Name: ClientPodName}, &corev1.Pod{})
+		return apierrors.IsNotFound(err), nil
+	})
+}
+
+// RolloutRestart does what `kubectl rollout restart deployment/<name>` does.
+func (r *Release) RolloutRestart(ctx context.Context, names ...string) error {
+	for _, n := range names {
+		patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
+		if _, err := r.e.Clientset.AppsV1().Deployments(r.Opts.Namespace).Patch(ctx, n, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- metrics --------------------------------------------------------------
+
+// Metrics is what Scrape reads from an app's /metrics.
+type Metrics struct {
+	Serial            string
+	Identity          string
+	Reloads           float64
+	HandshakeFailures map[string]float64
+	Requests          map[string]float64 // by outcome
+}
+
+var labelRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// Scrape reads http://ip:port/metrics.
+func Scrape(ctx context.Context, ip string, port int) (Metrics, error) {
+	m := Metrics{HandshakeFailures: map[string]float64{}, Requests: map[string]float64{}}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(ip, strconv.Itoa(port))+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return m, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, "{")
+		lbls, val, _ := strings.Cut(rest, "} ")
+		v, _ := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		l := map[string]string{}
+		for _, kv := range labelRE.FindAllStringSubmatch(lbls, -1) {
+			l[kv[1]] = kv[2]
+		}
+		switch name {
+		case "mtls_cert_info":
+			if v == 1 {
+				m.Serial, m.Identity = l["serial"], l["identity"]
+			}
+		case "mtls_cert_reloads_total":
+			m.Reloads = v
+		case "mtls_handshake_failures_total":
+			m.HandshakeFailures[l["reason"]] += v
+		case "mtls_requests_total":
+			m.Requests[l["outcome"]] += v
+		}
+	}
+	return m, sc.Err()
+}
+
+// ---- certificates on disk -------------------------------------------------
+
+// MountedCert parses tls.crt of a pod's mtls-certs volume (what the app
+// sees at its mount path).
+func MountedCert(p nodeagent.PodInfo) (*x509.Certificate, error) {
+	dir, ok := p.Volumes["mtls-certs"]
+	if !ok {
+		return nil, fmt.Errorf("pod %s has no mtls-certs volume", p.Name)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s/tls.crt: no PEM", dir)
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// NextRenewal is the csi-driver's next issuance time for the pod's volume.
+func (e *Env) NextRenewal(p nodeagent.PodInfo) (time.Time, error) {
+	id, ok := p.VolumeIDs["mtls-certs"]
+	if !ok {
+		return time.Time{}, fmt.Errorf("pod %s has no mtls-certs volume", p.Name)
+	}
+	b, err := os.ReadFile(nodeagent.VolumeMetadataPath(e.DataRoot, id))
+	if err != nil {
+		return time.Time{}, err
+	}
+	var md struct {
+		NextIssuanceTime *time.Time `json:"nextIssuanceTime"`
+	}
+	if err := json.Unmarshal(b, &md); err != nil || md.NextIssuanceTime == nil {
+		return time.Time{}, fmt.Errorf("no nextIssuanceTime in metadata of %s", id)
+	}
+	return *md.NextIssuanceTime, nil
+}
+
+// SerialHex formats a serial like the demo apps do.
+func SerialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
+
+// ---- direct requests ------------------------------------------------------
+
+// Post sends body to https(or http)://svc:port/path through the Service's
+// proxy, with tlsCfg (nil = plain HTTP). It returns status and body.
+func (r *Release) Post(ctx context.Context, svc string, port int, path, body string, tlsCfg *tls.Config) (int, []byte, error) {
+	ip := r.e.Agent.ServiceIP(r.Opts.Namespace, svc)
+	if ip == "" {
+		return 0, nil, fmt.Errorf("no Service %s/%s", r.Opts.Namespace, svc)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+		tlsCfg = tlsCfg.Clone()
+		tlsCfg.ServerName = svc
+	}
+	tr := &http.Transport{
+		TLSClientConfig:   tlsCfg,
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(ip, strconv.Itoa(port)))
+		},
+	}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(svc, strconv.Itoa(port)), Path: path}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// PodTLS is a client TLS configuration with the pod's mounted certificate
+// and the demo CA.
+func (r *Release) PodTLS(p nodeagent.PodInfo) (*tls.Config, error) {
+	dir := p.Volumes["mtls-certs"]
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: r.CAPool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// RogueTLS is a client TLS configuration that trusts the demo CA (so it
+// can verify the server) and presents no certificate, or, with
+// impersonate set, a certificate for that SPIFFE ID from a CA of its own.
+func (r *Release) RogueTLS(impersonate string) (*tls.Config, error) {
+	cfg := &tls.Config{RootCAs: r.CAPool, MinVersion: tls.VersionTLS12}
+	if impersonate == "" {
+		return cfg, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rogue CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	u, err := url.Parse(impersonate)
+	if err != nil {
+		return nil, err
+	}
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "rogue"}, URIs: []*url.URL{u},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &leafKey.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	// GetClientCertificate, not Certificates: with Certificates Go sends
+	// nothing when the server's acceptable CAs do not include the issuer,
+	// and the rogue certificate would never reach the server.
+	rogue := &tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: leafKey}
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return rogue, nil }
+	return cfg, nil
+}
+
+// FrontendID is the SPIFFE ID the chart's backend allows.
+func (r *Release) FrontendID() string {
+	return "spiffe://cluster.local/ns/" + r.Opts.Namespace + "/sa/frontend"
+}
+
+// RogueResult is one rogue-client attempt.
+type RogueResult struct {
+	Name    string
+	Refused bool
+	Detail  string
+}
+
+// RogueChecks sends /process to backend-svc as the seed's rogue pod does:
+// without a certificate, and with a certificate for the frontend's own
+// SPIFFE ID from another CA. Both must be refused.
+func (r *Release) RogueChecks(ctx context.Context) []RogueResult {
+	var out []RogueResult
+	for _, c := range []struct{ name, id string }{
+		{"no client certificate", ""},
+		{"certificate from another CA impersonating " + r.FrontendID(), r.FrontendID()},
+	} {
+		cfg, err := r.RogueTLS(c.id)
+		if err != nil {
+			out = append(out, RogueResult{Name: c.name, Detail: err.Error()})
+			continue
+		}
+		status, body, err := r.Post(ctx, "backend-svc", 8080, "/process", `{"request_id": "rogue"}`, cfg)
+		switch {
+		case err != nil:
+			out = append(out, RogueResult{Name: c.name, Refused: true, Detail: shorten(err.Error())})
+		case status >= 400:
+			out = append(out, RogueResult{Name: c.name, Refused: true, Detail: fmt.Sprintf("HTTP %d", status)})
+		default:
+			out = append(out, RogueResult{Name: c.name, Refused: false, Detail: fmt.Sprintf("HTTP %d: %s", status, shorten(string(body)))})
+		}
+	}
+	return out
+}
+
+func shorten(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}

@@ -1,0 +1,391 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Scenes of the seed demo.
+const (
+	SceneReload  = "reload"  // Case 3: hot reload (default)
+	SceneRestart = "restart" // Case 2: CERT_RELOAD=false, rotation needs a rollout restart
+	ScenePlain   = "plain"   // USE_MTLS=false: JSON on the wire
+)
+
+// Options configure Run.
+type Options struct {
+	Env          EnvOptions
+	Scene        string
+	Duration     time.Duration // 0: until ctx is done (Ctrl-C)
+	Interval     time.Duration // between client requests
+	CertDuration string
+	RenewBefore  string
+	Namespace    string
+	// Rogue runs the rogue-client checks at the end (mTLS scenes).
+	Rogue bool
+	Out   io.Writer
+	// TTY redraws a live table; otherwise plain lines.
+	TTY bool
+}
+
+// Summary is the outcome of a run.
+type Summary struct {
+	OK, Failed     int
+	Rotations      int
+	FirstCert      time.Duration
+	Restarts       int
+	RogueAccepted  int
+	RogueRefused   int
+	WirePlaintext  bool // the backend's wire carried readable JSON
+	WireInspected  int  // connections recorded in front of the backend
+	RotationsByApp map[string]int
+}
+
+// Line is the closing summary line.
+func (s Summary) Line() string {
+	return fmt.Sprintf("requests ok=%d failed=%d rotations=%d", s.OK, s.Failed, s.Rotations)
+}
+
+// Err is non-nil when anything failed.
+func (s Summary) Err() error {
+	var errs []error
+	if s.Failed > 0 {
+		errs = append(errs, fmt.Errorf("%d request(s) failed", s.Failed))
+	}
+	if s.OK == 0 {
+		errs = append(errs, errors.New("no request succeeded"))
+	}
+	if s.RogueAccepted > 0 {
+		errs = append(errs, fmt.Errorf("%d rogue client(s) were accepted", s.RogueAccepted))
+	}
+	return errors.Join(errs...)
+}
+
+// IsTTY reports whether w is a terminal.
+func IsTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// Run is `make demo`: it starts everything, installs the chart for the
+// scene, runs the load client and shows the live view until Duration
+// passes (or ctx ends), then checks rogue clients and returns the summary.
+func Run(ctx context.Context, o Options) (Summary, error) {
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Scene == "" {
+		o.Scene = SceneReload
+	}
+	if o.Interval == 0 {
+		o.Interval = 100 * time.Millisecond
+	}
+	if o.Namespace == "" {
+		o.Namespace = "mtls-demo"
+	}
+	sum := Summary{RotationsByApp: map[string]int{}}
+	o.Env.Progress = o.Out
+	start := time.Now()
+	fmt.Fprintf(o.Out, "mtls-demo: scene %q, certificates duration=%s renew-before=%s; state and logs in %s\n",
+		o.Scene, o.CertDuration, o.RenewBefore, stateDir(o.Env))
+	env, err := Start(ctx, o.Env)
+	if err != nil {
+		return sum, err
+	}
+	defer func() {
+		fmt.Fprintln(o.Out, "stopping: pods, volumes (NodeUnpublishVolume), csi-driver, cert-manager, control plane")
+		env.Stop()
+	}()
+	rel, err := env.Install(ctx, ReleaseOptions{Namespace: o.Namespace, Plain: o.Scene == ScenePlain, NoReload: o.Scene == SceneRestart,
+		CertDuration: o.CertDuration, RenewBefore: o.RenewBefore})
+	if err != nil {
+		return sum, err
+	}
+	env.step("helm/mtls-demo applied to namespace %s: demo-ca Issuer Ready, Deployments created", o.Namespace)
+	tap := env.Agent.TapService(o.Namespace, "backend-svc")
+	if sum.FirstCert, err = rel.WaitReady(ctx, 120*time.Second); err != nil {
+		return sum, err
+	}
+	env.step("frontend and backend Ready; first certificate mounted %s after the Deployments were created", sum.FirstCert.Round(time.Millisecond))
+	if err := rel.StartClient(ctx, o.Interval); err != nil {
+		return sum, err
+	}
+	env.step("load client running: POST https://frontend-svc:8080/submit every %s (frontend -> backend-svc)", o.Interval)
+	fmt.Fprintf(o.Out, "setup took %s\n\n", time.Since(start).Round(100*time.Millisecond))
+
+	v := newView(env, rel, o)
+	runCtx := ctx
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	v.loop(runCtx)
+	v.refresh(context.Background())
+	v.final()
+	sum.OK, sum.Failed = v.ok, v.failed
+	sum.Rotations, sum.Restarts = v.rotations, v.restarts
+	for k, n := range v.byApp {
+		sum.RotationsByApp[k] = n
+	}
+	_ = rel.StopClient(context.Background())
+
+	conns := tap.Conns()
+	sum.WireInspected = len(conns)
+	for _, c := range conns {
+		if strings.Contains(string(c), `"request_id"`) {
+			sum.WirePlaintext = true
+		}
+	}
+	fmt.Fprintln(o.Out)
+	if sum.WirePlaintext {
+		fmt.Fprintf(o.Out, "wire: %d connection(s) to backend-svc recorded; JSON visible in plain text, e.g. %s\n", len(conns), firstJSON(conns))
+	} else if len(conns) > 0 {
+		fmt.Fprintf(o.Out, "wire: %d connection(s) to backend-svc recorded; no readable JSON (first bytes % x: TLS handshake record)\n", len(conns), conns[0][:min(3, len(conns[0]))])
+	}
+	if o.Rogue && o.Scene != ScenePlain {
+		for _, r := range rel.RogueChecks(context.Background()) {
+			verdict := "REFUSED (good)"
+			if r.Refused {
+				sum.RogueRefused++
+			} else {
+				sum.RogueAccepted++
+				verdict = "ACCEPTED (bad!)"
+			}
+			fmt.Fprintf(o.Out, "rogue client, %s: %s — %s\n", r.Name, verdict, r.Detail)
+		}
+	}
+	return sum, nil
+}
+
+func stateDir(o EnvOptions) string {
+	o.defaults()
+	return o.StateDir
+}
+
+func firstJSON(conns [][]byte) string {
+	for _, c := range conns {
+		s := string(c)
+		if i := strings.Index(s, "{"); i >= 0 {
+			j := strings.Index(s[i:], "}")
+			if j > 0 {
+				return s[i : i+j+1]
+			}
+		}
+	}
+	return ""
+}
+
+// ---- the live view ----------------------------------------------------------
+
+type appState struct {
+	pod, ip  string
+	serial   string
+	fileSer  string
+	next     time.Time
+	reloads  float64
+	hsFail   float64
+	mismatch time.Time
+}
+
+type view struct {
+	env       *Env
+	rel       *Release
+	o         Options
+	start     time.Time
+	apps      map[string]*appState
+	ok        int
+	failed    int
+	baseOK    int
+	baseFail  int
+	rotations int
+	restarts  int
+	byApp     map[string]int
+	drawn     int
+	lastPlain time.Time
+	clientIP  string
+}
+
+var roles = []string{"frontend", "backend", "client"}
+
+func newView(env *Env, rel *Release, o Options) *view {
+	v := &view{env: env, rel: rel, o: o, start: time.Now(), apps: map[string]*appState{}, byApp: map[string]int{}}
+	for _, r := range roles {
+		v.apps[r] = &appState{}
+	}
+	return v
+}
+
+func (v *view) event(format string, args ...any) {
+	v.clear()
+	fmt.Fprintf(v.o.Out, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func (v *view) loop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		v.refresh(ctx)
+		v.draw()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (v *view) refresh(ctx context.Context) {
+	for _, role := range roles {
+		p, ok := v.rel.Pod(role)
+		if !ok || !p.Ready {
+			continue
+		}
+		st := v.apps[role]
+		port := 8081
+		if role == "client" {
+			port = 9090
+		}
+		m, err := Scrape(ctx, p.IP, port)
+		if err != nil {
+			continue
+		}
+		if role == "client" {
+			// A restarted client starts from zero: carry the old counts.
+			if p.IP != v.clientIP {
+				v.baseOK, v.baseFail = v.ok, v.failed
+				v.clientIP = p.IP
+			}
+			v.ok = v.baseOK + int(m.Requests["ok"])
+			v.failed = v.baseFail + int(m.Requests["http_error"]+m.Requests["transport_error"])
+		}
+		if st.pod != p.Name {
+			if st.pod != "" {
+				v.event("%s: new pod %s (%s)", role, p.Name, p.IP)
+			}
+			st.pod, st.ip = p.Name, p.IP
+		}
+		if m.Serial != "" && m.Serial != st.serial {
+			if st.serial != "" {
+				v.rotations++
+				v.byApp[role]++
+				c, _ := MountedCert(p)
+				na := ""
+				if c != nil {
+					na = " valid until " + c.NotAfter.Format("15:04:05")
+				}
+				v.event("rotation: %-8s now serving serial %s (was %s)%s", role, short(m.Serial), short(st.serial), na)
+			} else if role != "client" {
+				v.event("%-8s serving serial %s as %s", role, short(m.Serial), m.Identity)
+			}
+			st.serial = m.Serial
+		}
+		st.reloads, st.hsFail = m.Reloads, sum(m.HandshakeFailures)
+		if c, err := MountedCert(p); err == nil {
+			st.fileSer = SerialHex(c)
+		}
+		if n, err := v.env.NextRenewal(p); err == nil {
+			st.next = n
+		}
+		// Case 2: the driver renewed the files but the app keeps serving
+		// the certificate it loaded at start.
+		if v.o.Scene == SceneRestart && role != "client" && st.fileSer != "" && st.serial != "" && !strings.EqualFold(st.fileSer, st.serial) {
+			if st.mismatch.IsZero() {
+				st.mismatch = time.Now()
+				v.event("%-8s files renewed to serial %s, app still serves %s (CERT_RELOAD=false)", role, short(st.fileSer), short(st.serial))
+			}
+		} else {
+			st.mismatch = time.Time{}
+		}
+	}
+	if v.o.Scene == SceneRestart {
+		be, fe := v.apps["backend"], v.apps["frontend"]
+		if !be.mismatch.IsZero() && time.Since(be.mismatch) > 3*time.Second && (fe.mismatch.IsZero() || time.Since(fe.mismatch) > 3*time.Second) {
+			v.event("kubectl rollout restart deployment/frontend deployment/backend   (what Case 2 needs after every renewal)")
+			if err := v.rel.RolloutRestart(ctx, "frontend", "backend"); err != nil {
+				v.event("rollout restart failed: %v", err)
+			}
+			v.restarts++
+			be.mismatch, fe.mismatch = time.Time{}, time.Time{}
+			be.fileSer, fe.fileSer = "", ""
+		}
+	}
+}
+
+func sum(m map[string]float64) float64 {
+	t := 0.0
+	for _, v := range m {
+		t += v
+	}
+	return t
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12] + "…"
+	}
+	return s
+}
+
+func (v *view) lines() []string {
+	el := time.Since(v.start)
+	rate := 0.0
+	if el > 0 {
+		rate = float64(v.ok+v.failed) / el.Seconds()
+	}
+	out := []string{fmt.Sprintf("%6s  requests ok=%d failed=%d (%.1f/s)  rotations=%d%s", el.Round(time.Second), v.ok, v.failed, rate, v.rotations,
+		map[bool]string{true: fmt.Sprintf("  restarts=%d", v.restarts), false: ""}[v.o.Scene == SceneRestart])}
+	names := append([]string(nil), roles...)
+	sort.Strings(names)
+	for _, r := range roles {
+		st := v.apps[r]
+		next := "-"
+		if !st.next.IsZero() {
+			next = fmt.Sprintf("in %3ds (%s)", int(time.Until(st.next).Seconds()), st.next.Format("15:04:05"))
+		}
+		out = append(out, fmt.Sprintf("        %-8s %-28s %-12s serial %-13s renewal %-22s reloads %-3.0f refused handshakes %.0f",
+			r, st.pod, st.ip, short(st.serial), next, st.reloads, st.hsFail))
+	}
+	return out
+}
+
+func (v *view) clear() {
+	if v.o.TTY && v.drawn > 0 {
+		fmt.Fprintf(v.o.Out, "\033[%dA\033[J", v.drawn)
+		v.drawn = 0
+	}
+}
+
+func (v *view) draw() {
+	ls := v.lines()
+	if v.o.TTY {
+		v.clear()
+		for _, l := range ls {
+			fmt.Fprintln(v.o.Out, l)
+		}
+		v.drawn = len(ls)
+		return
+	}
+	if time.Since(v.lastPlain) >= 10*time.Second {
+		fmt.Fprintln(v.o.Out, ls[0])
+		v.lastPlain = time.Now()
+	}
+}
+
+func (v *view) final() {
+	v.clear()
+	for _, l := range v.lines() {
+		fmt.Fprintln(v.o.Out, l)
+	}
+	v.drawn = 0
+}
