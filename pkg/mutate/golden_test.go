@@ -1,11 +1,7 @@
 package mutate
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,9 +10,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mtls-demo/mtls-webhook/internal/podcase"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 )
 
@@ -43,50 +39,12 @@ type golden struct {
 	Pod      *corev1.Pod `json:"pod,omitempty"`
 }
 
-// loadCase reads testdata/<case>.yaml: a Pod, then any Services in the
-// following documents.
+// loadCase reads testdata/<case>.yaml: a Pod, then any Services.
 func loadCase(t *testing.T, file string) (*corev1.Pod, []corev1.Service) {
 	t.Helper()
-	raw, err := os.ReadFile(file)
+	pod, services, err := podcase.Load(file)
 	if err != nil {
 		t.Fatal(err)
-	}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-	var (
-		pod      *corev1.Pod
-		services []corev1.Service
-	)
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
-		case "Pod":
-			pod = &corev1.Pod{}
-			if err := yaml.UnmarshalStrict(doc, pod); err != nil {
-				t.Fatalf("pod: %v", err)
-			}
-		case "Service":
-			var svc corev1.Service
-			if err := yaml.UnmarshalStrict(doc, &svc); err != nil {
-				t.Fatalf("service: %v", err)
-			}
-			services = append(services, svc)
-		case "":
-		default:
-			t.Fatalf("unexpected kind %q", meta.Kind)
-		}
-	}
-	if pod == nil {
-		t.Fatal("no Pod in case file")
 	}
 	return pod, services
 }

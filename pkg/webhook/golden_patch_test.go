@@ -1,23 +1,16 @@
 package webhook
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
+	"github.com/mtls-demo/mtls-webhook/internal/podcase"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
 
@@ -37,7 +30,10 @@ func TestPatchEqualsPipelineForEveryGoldenCase(t *testing.T) {
 		}
 		n++
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			pod, services := readCase(t, f)
+			pod, services, err := podcase.Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
 			raw, err := json.Marshal(pod)
 			if err != nil {
 				t.Fatal(err)
@@ -71,47 +67,4 @@ func TestPatchEqualsPipelineForEveryGoldenCase(t *testing.T) {
 	if n < 15 {
 		t.Fatalf("found %d golden inputs, want the 15+ of pkg/mutate", n)
 	}
-}
-
-func readCase(t *testing.T, file string) (*corev1.Pod, []corev1.Service) {
-	t.Helper()
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-	var (
-		pod      *corev1.Pod
-		services []corev1.Service
-	)
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
-		case "Pod":
-			pod = &corev1.Pod{}
-			if err := yaml.Unmarshal(doc, pod); err != nil {
-				t.Fatal(err)
-			}
-		case "Service":
-			var svc corev1.Service
-			if err := yaml.Unmarshal(doc, &svc); err != nil {
-				t.Fatal(err)
-			}
-			services = append(services, svc)
-		}
-	}
-	if pod == nil {
-		t.Fatal("no pod")
-	}
-	return pod, services
 }
