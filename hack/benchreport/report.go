@@ -85,7 +85,7 @@ var required = map[string]map[string][]string{
 		"BenchmarkWebhookLoad": {"p50-ms", "p99-ms", "errors-1k", "base-p50-ms", "base-p99-ms", "max-clean-rps", "rss-idle-MiB", "rss-load-MiB"},
 	},
 	"integration": {
-		"BenchmarkPodCreateLatency": {"p50-with-ms", "p99-with-ms", "p50-without-ms", "p99-without-ms", "p50-added-ms", "p50-ratio"},
+		"BenchmarkPodCreateLatency": {"p50-with-ms", "p99-with-ms", "p50-without-ms", "p99-without-ms", "p50-added-ms", "p50-ratio", "p50-noop-ms", "p50-added-vs-noop-ms"},
 	},
 }
 
@@ -419,6 +419,11 @@ func buildReport(m machine, suites []*suite) report {
 				ratios(s, ib, "p99-with-ms", ib, "p99-without-ms"), ms, ms, target{}, "", w99),
 			mk(s, ok, "**added at p50** (p50 with − p50 without, same run)", median(added), math.NaN(), nil, ms, nil,
 				le(1.5, "≤ 1.5 ms"), "value", added),
+			mk(s, ok, "pod create p50 through a no-op webhook (the API server's own cost of any webhook call) vs without",
+				median(series(s, ib, "p50-noop-ms")), median(series(s, ib, "p50-without-ms")),
+				ratios(s, ib, "p50-noop-ms", ib, "p50-without-ms"), ms, ms, target{}, "", series(s, ib, "p50-noop-ms")),
+			mk(s, ok, "added by mtls-webhook over the no-op webhook at p50", median(series(s, ib, "p50-added-vs-noop-ms")), math.NaN(), nil, ms, nil,
+				target{}, "", series(s, ib, "p50-added-vs-noop-ms")),
 			mk(s, ok, "webhook handler mean (its own histogram, mtls_webhook_mutation_duration_seconds)", median(hm), math.NaN(), nil, ms, nil,
 				target{}, "", hm),
 		}
