@@ -46,6 +46,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/mtls-demo/mtls-webhook/internal/cli"
+	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/pkg/demo/certmanager"
 	"github.com/mtls-demo/mtls-webhook/pkg/demo/nodeagent"
 )
@@ -172,7 +173,7 @@ func Start(ctx context.Context, o EnvOptions) (_ *Env, err error) {
 	quietLogs(e.LogDir)
 
 	// 1. etcd + kube-apiserver.
-	crds, err := certManagerCRDs(o.RepoRoot)
+	crds, err := controlplane.CertManagerCRDs(o.RepoRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -289,20 +290,6 @@ func quietLogs(dir string) {
 	if f, err := os.Create(filepath.Join(dir, "controller-runtime.log")); err == nil {
 		ctrl.SetLogger(zap.New(zap.WriteTo(f)))
 	}
-}
-
-func certManagerCRDs(repoRoot string) (string, error) {
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
-	cmd.Dir = repoRoot
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("locating the cert-manager module: %w", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
-	if _, err := os.Stat(filepath.Join(dir, "cert-manager.io_issuers.yaml")); err != nil {
-		return "", fmt.Errorf("cert-manager CRDs: %w", err)
-	}
-	return dir, nil
 }
 
 func (e *Env) writeKubeconfig(name, path string) error {
@@ -423,25 +410,6 @@ func (e *Env) startCSIDriver(kubeconfig string) error {
 	})
 }
 
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func (e *Env) startWebhook(ctx context.Context) error {
 	certDir := filepath.Join(e.Opts.StateDir, "webhook-certs")
 	caPEM, err := writeServingCert(certDir)
@@ -449,7 +417,7 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		return err
 	}
 	e.WebhookCA = caPEM
-	ports, err := freePorts(3)
+	ports, err := controlplane.FreePorts(3)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package helm
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
 )
 
@@ -47,12 +47,11 @@ func apiServer(t *testing.T) client.Client {
 				return
 			}
 		}
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+		crds, err := controlplane.CertManagerCRDs("")
 		if err != nil {
-			envErr = "locate github.com/cert-manager/cert-manager: " + err.Error()
+			envErr = err.Error()
 			return
 		}
-		crds := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
 		env := &envtest.Environment{
 			BinaryAssetsDirectory: assets,
 			CRDDirectoryPaths:     []string{crds},

@@ -155,24 +155,3 @@ func randomSerial() *big.Int {
 	}
 	return n
 }
-
-// freePorts reserves n loopback ports by binding them, then releases them
-// for the webhook to bind. All are held at once so that they differ.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}

@@ -35,6 +35,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
@@ -424,7 +425,7 @@ func startWebhookProcess(t testing.TB, name string, ca *testCA, extra ...string)
 	if err := writeKubeconfig(suite.cfg, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(3)
+	ports, err := controlplane.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}

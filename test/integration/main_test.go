@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/mtls-demo/mtls-webhook/internal/cli"
+	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
 )
 
@@ -146,7 +147,7 @@ func runSuite(m *testing.M) (code int) {
 }
 
 func (h *harness) start() error {
-	crds, err := certManagerCRDs()
+	crds, err := controlplane.CertManagerCRDs("")
 	if err != nil {
 		return err
 	}
@@ -170,20 +171,6 @@ func (h *harness) start() error {
 		fmt.Fprintln(os.Stderr, "integration: the webhook did not start:", h.webhookErr)
 	}
 	return nil
-}
-
-// certManagerCRDs is deploy/crds of the cert-manager module in go.mod, so
-// the Issuer schema the tests write is the one the webhook was built with.
-func certManagerCRDs() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
-	if err != nil {
-		return "", fmt.Errorf("locating the cert-manager module: %w", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
-	if _, err := os.Stat(filepath.Join(dir, "cert-manager.io_issuers.yaml")); err != nil {
-		return "", fmt.Errorf("cert-manager CRDs: %w", err)
-	}
-	return dir, nil
 }
 
 // startControllerManager runs kube-controller-manager with only the
@@ -265,7 +252,7 @@ func (h *harness) startWebhook() error {
 	if h.webhook, err = writeServingCert(certDir, ca); err != nil {
 		return err
 	}
-	ports, err := freePorts(3)
+	ports, err := controlplane.FreePorts(3)
 	if err != nil {
 		return err
 	}

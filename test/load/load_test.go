@@ -37,6 +37,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 )
 
 // The load profile (issue 8).
@@ -131,7 +133,7 @@ func startEnv() (e *env, err error) {
 	if assets, err = filepath.Abs(assets); err != nil {
 		return e, err
 	}
-	crds, err := certManagerCRDs()
+	crds, err := controlplane.CertManagerCRDs(repoRoot())
 	if err != nil {
 		return e, errors.Join(err, <-buildErr)
 	}
@@ -214,21 +216,6 @@ func (e *env) stop() {
 	_ = os.RemoveAll(e.work)
 }
 
-// certManagerCRDs is deploy/crds of the cert-manager module in go.mod.
-func certManagerCRDs() (string, error) {
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
-	cmd.Dir = repoRoot()
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("locating the cert-manager module: %w", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
-	if _, err := os.Stat(filepath.Join(dir, "cert-manager.io_issuers.yaml")); err != nil {
-		return "", fmt.Errorf("cert-manager CRDs: %w", err)
-	}
-	return dir, nil
-}
-
 // writeSelfSigned writes a self-signed ECDSA P-256 tls.crt/tls.key for
 // 127.0.0.1 into dir and returns a pool that trusts it.
 func writeSelfSigned(dir string) (*x509.CertPool, error) {
@@ -283,7 +270,7 @@ type webhook struct {
 
 func (e *env) startWebhook(b *testing.B) *webhook {
 	b.Helper()
-	ports, err := freePorts(3)
+	ports, err := controlplane.FreePorts(3)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -361,25 +348,6 @@ func waitReady(url string, exited <-chan error, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("%s not ready after %s; last report: %s", url, timeout, last)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // rssMiB reads VmRSS (now) and VmHWM (peak so far) of pid, in MiB.

@@ -1,0 +1,52 @@
+// Package controlplane holds what every place that starts a local
+// Kubernetes control plane needs: the test suites (charts, integration,
+// load) and `make demo`.
+package controlplane
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// CertManagerCRDs returns the directory of cert-manager's CRD manifests
+// inside the cert-manager module this repository requires, so the CRDs
+// always match the Go types the webhook reads. dir is a directory of the
+// main module ("" for the current one).
+func CertManagerCRDs(dir string) (string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("locating the cert-manager module (go list -m): %w", err)
+	}
+	crds := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	if _, err := os.Stat(filepath.Join(crds, "cert-manager.io_issuers.yaml")); err != nil {
+		return "", fmt.Errorf("cert-manager CRDs: %w", err)
+	}
+	return crds, nil
+}
+
+// FreePorts reserves n distinct loopback ports by binding them all at once,
+// then releases them for a server to bind.
+func FreePorts(n int) ([]int, error) {
+	ls := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
