@@ -1,10 +1,9 @@
 package webhook
 
 import (
-	"encoding/json"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // admissionPod lists the parts of a pod the inject pipeline reads or
@@ -39,9 +38,13 @@ type admissionPod struct {
 // fields of admissionPod. It is enough for the pipeline and for podPatch,
 // which only emits operations on those fields; it must not be used as the
 // whole pod for anything else.
+//
+// Keys are matched case-sensitively, as the API server does: encoding/json
+// would read "Metadata" as metadata, and the patch, whose paths are the
+// canonical lower-case ones, would then not apply to the object sent.
 func decodePod(raw []byte) (*corev1.Pod, error) {
 	var in admissionPod
-	if err := json.Unmarshal(raw, &in); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &in); err != nil {
 		return nil, err
 	}
 	pod := &corev1.Pod{}
