@@ -18,6 +18,7 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mtls-demo/mtls-webhook/pkg/inject"
@@ -127,7 +128,8 @@ func injectDocument(d document, path []string, services []corev1.Service, o Opti
 	}
 	tmplJSON := mustJSON(tmplObj)
 	var tmpl corev1.PodTemplateSpec
-	if err := json.Unmarshal(tmplJSON, &tmpl); err != nil {
+	// Exact key matching, as the API server does: "Metadata" is not metadata.
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(tmplJSON, &tmpl); err != nil {
 		return nil, false, nil, nil, fmt.Errorf("decoding the pod template: %w", err)
 	}
 	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
@@ -276,7 +278,7 @@ func servicesIn(docs []document, namespace string) ([]corev1.Service, error) {
 			continue
 		}
 		var svc corev1.Service
-		if err := json.Unmarshal(mustJSON(d.obj), &svc); err != nil {
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(mustJSON(d.obj), &svc); err != nil {
 			return nil, fmt.Errorf("service %s: %w", d.name, err)
 		}
 		if svc.Namespace == "" {
