@@ -6,28 +6,20 @@
 package chart
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"strings"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/mtls-demo/mtls-webhook/internal/helmchart"
 )
 
-// KubeVersion is passed to `helm template --kube-version`: the charts
-// require Kubernetes >= 1.30 (ValidatingAdmissionPolicy v1, matchConditions)
-// and helm's offline default is older.
-const KubeVersion = "1.37.0"
+// KubeVersion is what `helm template --kube-version` is given.
+const KubeVersion = helmchart.KubeVersion
 
 // WebhookChart and DemoChart name the charts under helm/.
 const (
@@ -89,48 +81,12 @@ func (o Options) withDefaults() Options {
 // an error holding helm's standard error (schema and `fail` messages).
 func TemplateOutput(helmBin, chartName string, opts Options) ([]byte, error) {
 	opts = opts.withDefaults()
-	args := []string{"template", opts.Release, Dir(chartName),
-		"--namespace", opts.Namespace, "--kube-version", KubeVersion}
-	for _, f := range opts.Values {
-		args = append(args, "--values", f)
-	}
-	for _, s := range opts.Set {
-		args = append(args, "--set", s)
-	}
-	cmd := exec.Command(helmBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.Bytes(), nil
+	return helmchart.Template(helmBin, Dir(chartName), helmchart.Options(opts))
 }
 
 // Decode splits a multi-document YAML stream into objects, dropping empty
 // documents.
-func Decode(manifest []byte) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs, nil
-			}
-			return nil, err
-		}
-		if t := bytes.TrimSpace(raw); len(t) == 0 || bytes.Equal(t, []byte("null")) || bytes.Equal(t, []byte("{}")) {
-			continue
-		}
-		// Unstructured's own JSON decoding keeps integers as int64, as the
-		// API machinery expects.
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(raw); err != nil {
-			return nil, err
-		}
-		objs = append(objs, u)
-	}
-}
+func Decode(manifest []byte) ([]*unstructured.Unstructured, error) { return helmchart.Decode(manifest) }
 
 // Render renders chartName with opts and decodes every object, failing the
 // test on any error.
