@@ -195,57 +195,52 @@ func checkCommonName(v string) field.ErrorList {
 
 func parseDNSNames(v string) ([]string, field.ErrorList) {
 	p := PathFor(DNSNames)
-	var (
-		names []string
-		errs  field.ErrorList
-	)
-	for _, name := range splitList(v) {
-		if name == "" {
-			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of DNS names without empty entries"))
-			continue
-		}
-		expanded, el := expandTemplates(p, name)
-		if el != nil {
-			errs = append(errs, el...)
-			continue
-		}
-		check := strings.TrimPrefix(expanded, "*.")
-		for _, msg := range validation.IsDNS1123Subdomain(check) {
+	return parseTemplatedList(p, v, "DNS names", func(name, expanded string) field.ErrorList {
+		var errs field.ErrorList
+		for _, msg := range validation.IsDNS1123Subdomain(strings.TrimPrefix(expanded, "*.")) {
 			errs = append(errs, field.Invalid(p, name, "not a valid DNS name: "+msg))
 		}
-		if !slices.Contains(names, name) {
-			names = append(names, name)
-		}
-	}
-	return names, errs
+		return errs
+	})
 }
 
 func parseURIs(v string) ([]string, field.ErrorList) {
 	p := PathFor(URISANs)
+	return parseTemplatedList(p, v, "URIs", func(raw, expanded string) field.ErrorList {
+		u, err := url.ParseRequestURI(expanded)
+		if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
+			return field.ErrorList{field.Invalid(p, raw, "must be an absolute URI with a scheme and a host, such as spiffe://cluster.local/ns/demo/sa/frontend")}
+		}
+		return nil
+	})
+}
+
+// parseTemplatedList splits a comma list whose entries may hold the
+// driver's templates, checks each entry once its templates are expanded to
+// placeholders, and keeps the first of any duplicates.
+func parseTemplatedList(p *field.Path, v, what string, check func(raw, expanded string) field.ErrorList) ([]string, field.ErrorList) {
 	var (
-		uris []string
+		out  []string
 		errs field.ErrorList
 	)
 	for _, raw := range splitList(v) {
 		if raw == "" {
-			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of URIs without empty entries"))
+			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of "+what+" without empty entries"))
 			continue
 		}
 		expanded, el := expandTemplates(p, raw)
+		if el == nil {
+			el = check(raw, expanded)
+		}
 		if el != nil {
 			errs = append(errs, el...)
 			continue
 		}
-		u, err := url.ParseRequestURI(expanded)
-		if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
-			errs = append(errs, field.Invalid(p, raw, "must be an absolute URI with a scheme and a host, such as spiffe://cluster.local/ns/demo/sa/frontend"))
-			continue
-		}
-		if !slices.Contains(uris, raw) {
-			uris = append(uris, raw)
+		if !slices.Contains(out, raw) {
+			out = append(out, raw)
 		}
 	}
-	return uris, errs
+	return out, errs
 }
 
 func parseLifetime(ann map[string]string, d Defaults) (time.Duration, time.Duration, field.ErrorList) {
