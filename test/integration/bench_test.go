@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mtls-demo/mtls-webhook/internal/stats"
 )
 
 // benchPods is how many pods are created each way.
@@ -104,11 +105,11 @@ func BenchmarkPodCreateLatency(b *testing.B) {
 		}
 		b.StopTimer()
 		report(b, lw, lo)
-		n50 := percentile(ln, 50)
+		n50 := stats.Percentile(ln, 50)
 		b.ReportMetric(float64(n50)/float64(time.Millisecond), "p50-noop-ms")
-		b.ReportMetric(float64(percentile(lw, 50)-n50)/float64(time.Millisecond), "p50-added-vs-noop-ms")
+		b.ReportMetric(float64(stats.Percentile(lw, 50)-n50)/float64(time.Millisecond), "p50-added-vs-noop-ms")
 		fmt.Fprintf(os.Stderr, "  no-op webhook    p50 %7.2f ms  (mtls-webhook adds %+.2f ms over a webhook that does nothing)\n",
-			float64(n50)/float64(time.Millisecond), float64(percentile(lw, 50)-n50)/float64(time.Millisecond))
+			float64(n50)/float64(time.Millisecond), float64(stats.Percentile(lw, 50)-n50)/float64(time.Millisecond))
 		// The webhook's own histogram splits the added time into its
 		// handler and the rest (API server call, TLS, JSON, patch apply,
 		// larger object to validate and store).
@@ -130,8 +131,8 @@ func BenchmarkPodCreateLatency(b *testing.B) {
 }
 
 func report(b *testing.B, with, without []time.Duration) {
-	w50, w99 := percentile(with, 50), percentile(with, 99)
-	o50, o99 := percentile(without, 50), percentile(without, 99)
+	w50, w99 := stats.Percentile(with, 50), stats.Percentile(with, 99)
+	o50, o99 := stats.Percentile(without, 50), stats.Percentile(without, 99)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(w50), "p50-with-ms")
 	b.ReportMetric(ms(w99), "p99-with-ms")
@@ -149,31 +150,6 @@ func report(b *testing.B, with, without []time.Duration) {
 		"  added at p50     %+7.2f ms (ratio %.2f, p99 ratio %.2f) — %s the 1.5 ms target\n",
 		len(with), ms(o50), ms(o99), ms(w50), ms(w99), ms(w50-o50),
 		float64(w50)/float64(o50), float64(w99)/float64(o99), verdict)
-}
-
-// percentile is the nearest-rank percentile of ds.
-func percentile(ds []time.Duration, p int) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (len(s)*p+99)/100 - 1
-	return s[max(i, 0)]
-}
-
-// TestPercentile pins the percentile helper the benchmark reports with.
-func TestPercentile(t *testing.T) {
-	ds := make([]time.Duration, 100)
-	for i := range ds {
-		ds[i] = time.Duration(100-i) * time.Millisecond
-	}
-	if got := percentile(ds, 50); got != 50*time.Millisecond {
-		t.Errorf("p50 = %s, want 50ms", got)
-	}
-	if got := percentile(ds, 99); got != 99*time.Millisecond {
-		t.Errorf("p99 = %s, want 99ms", got)
-	}
-	if got := percentile([]time.Duration{7}, 99); got != 7 {
-		t.Errorf("p99 of one = %s, want 7ns", got)
-	}
 }
 
 type histSample struct{ sum, count float64 }

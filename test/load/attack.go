@@ -18,9 +18,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
+
+	"github.com/mtls-demo/mtls-webhook/internal/stats"
 )
 
 // Target is one endpoint under load and how to judge its answers.
@@ -52,7 +53,7 @@ func (r Result) Achieved() float64 {
 }
 
 // Percentile is the nearest-rank percentile of the successful latencies.
-func (r Result) Percentile(p int) time.Duration { return percentile(r.Latencies, p) }
+func (r Result) Percentile(p int) time.Duration { return stats.Percentile(r.Latencies, p) }
 
 // Held says whether the attack kept its rate (within 5%) with no errors;
 // why not, otherwise.
@@ -161,16 +162,4 @@ func (t Target) do(ctx context.Context) error {
 		return errors.New(resp.Status)
 	}
 	return nil
-}
-
-// percentile is the nearest-rank percentile of ds (0 for none), the same
-// definition as test/integration's.
-func percentile(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (len(s)*p+99)/100 - 1
-	return s[max(i, 0)]
 }

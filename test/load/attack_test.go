@@ -9,23 +9,6 @@ import (
 	"time"
 )
 
-// TestPercentile pins the nearest-rank percentile the figures use.
-func TestPercentile(t *testing.T) {
-	ds := make([]time.Duration, 100)
-	for i := range ds {
-		ds[i] = time.Duration(100-i) * time.Millisecond
-	}
-	if got := percentile(ds, 50); got != 50*time.Millisecond {
-		t.Errorf("p50 = %s, want 50ms", got)
-	}
-	if got := percentile(ds, 99); got != 99*time.Millisecond {
-		t.Errorf("p99 = %s, want 99ms", got)
-	}
-	if got := percentile(nil, 99); got != 0 {
-		t.Errorf("p99 of none = %s, want 0", got)
-	}
-}
-
 // TestAttackHoldsRate checks the pacer sends what it was asked, counts
 // wrong answers as errors and keeps the rate when the server is slower
 // than the interval (open loop: more workers, not fewer requests).
