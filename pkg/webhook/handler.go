@@ -113,7 +113,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if resp.Result != nil && !resp.Allowed {
 		return resp, ResultError
 	}
-	log.V(1).Info("injected", "status", out.Pod.Annotations[annotations.Status], "patches", len(resp.Patches))
+	log.V(1).Info("injected", "status", out.Pod.Annotations[annotations.Status], "patchBytes", len(resp.Patch), "fallbackOps", len(resp.Patches))
 	return resp, ResultInjected
 }
 
