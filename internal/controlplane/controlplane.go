@@ -10,6 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // CertManagerCRDs returns the directory of cert-manager's CRD manifests
@@ -49,4 +52,22 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// Environment describes an envtest control plane (etcd and kube-apiserver
+// from assets, usually bin/) with cert-manager's CRDs installed, and start
+// and stop timeouts that suit a 2-core machine. dir is as for
+// CertManagerCRDs. Start it with Start().
+func Environment(assets, dir string) (*envtest.Environment, error) {
+	crds, err := CertManagerCRDs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		CRDDirectoryPaths:        []string{crds},
+		ErrorIfCRDPathMissing:    true,
+		ControlPlaneStartTimeout: 90 * time.Second,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}, nil
 }

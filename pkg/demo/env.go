@@ -167,16 +167,8 @@ func Start(ctx context.Context, o EnvOptions) (_ *Env, err error) {
 	quietLogs(e.LogDir)
 
 	// 1. etcd + kube-apiserver.
-	crds, err := controlplane.CertManagerCRDs(o.RepoRoot)
-	if err != nil {
+	if e.env, err = controlplane.Environment(o.BinDir, o.RepoRoot); err != nil {
 		return nil, err
-	}
-	e.env = &envtest.Environment{
-		BinaryAssetsDirectory:    o.BinDir,
-		CRDDirectoryPaths:        []string{crds},
-		ErrorIfCRDPathMissing:    true,
-		ControlPlaneStartTimeout: 90 * time.Second,
-		ControlPlaneStopTimeout:  30 * time.Second,
 	}
 	if e.Config, err = e.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
@@ -47,15 +46,10 @@ func apiServer(t *testing.T) client.Client {
 				return
 			}
 		}
-		crds, err := controlplane.CertManagerCRDs("")
+		env, err := controlplane.Environment(assets, "")
 		if err != nil {
 			envErr = err.Error()
 			return
-		}
-		env := &envtest.Environment{
-			BinaryAssetsDirectory: assets,
-			CRDDirectoryPaths:     []string{crds},
-			ErrorIfCRDPathMissing: true,
 		}
 		cfg, err := env.Start()
 		if err != nil {

@@ -147,17 +147,11 @@ func runSuite(m *testing.M) (code int) {
 }
 
 func (h *harness) start() error {
-	crds, err := controlplane.CertManagerCRDs("")
+	env, err := controlplane.Environment(h.assets, "")
 	if err != nil {
 		return err
 	}
-	h.env = &envtest.Environment{
-		BinaryAssetsDirectory:    h.assets,
-		CRDDirectoryPaths:        []string{crds},
-		ErrorIfCRDPathMissing:    true,
-		ControlPlaneStartTimeout: 90 * time.Second,
-		ControlPlaneStopTimeout:  30 * time.Second,
-	}
+	h.env = env
 	if h.cfg, err = h.env.Start(); err != nil {
 		return fmt.Errorf("envtest: %w", err)
 	}

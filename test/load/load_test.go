@@ -128,16 +128,8 @@ func startEnv() (e *env, err error) {
 	if assets, err = filepath.Abs(assets); err != nil {
 		return e, err
 	}
-	crds, err := controlplane.CertManagerCRDs(repoRoot())
-	if err != nil {
+	if e.testEnv, err = controlplane.Environment(assets, repoRoot()); err != nil {
 		return e, errors.Join(err, <-buildErr)
-	}
-	e.testEnv = &envtest.Environment{
-		BinaryAssetsDirectory:    assets,
-		CRDDirectoryPaths:        []string{crds},
-		ErrorIfCRDPathMissing:    true,
-		ControlPlaneStartTimeout: 90 * time.Second,
-		ControlPlaneStopTimeout:  30 * time.Second,
 	}
 	cfg, err := e.testEnv.Start()
 	if err != nil {
