@@ -49,6 +49,8 @@ func main() {
 	flag.IntVar(&o.count, "count", 3, "runs of the load and integration suites (each starts a control plane once)")
 	flag.StringVar(&o.only, "only", "", "comma list of suites to run (default: all): core,demo,demo-handshake,load,integration")
 	flag.BoolVar(&o.strict, "strict", false, "exit 1 when a target is missed, too")
+	flag.Float64Var(&o.quietLoad, "quiet-load", 1.0, "before each suite, wait until the 1-minute load average is below this (0: do not wait)")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 2*time.Minute, "longest wait for -quiet-load before a suite starts anyway")
 	flag.Parse()
 	code, err := run(o)
 	if err != nil {
@@ -62,6 +64,8 @@ type options struct {
 	out, goCmd, rawDir, only string
 	rounds, count            int
 	strict                   bool
+	quietLoad                float64
+	quietWait                time.Duration
 }
 
 func envOr(k, def string) string {
@@ -83,11 +87,12 @@ type suite struct {
 	timeout time.Duration
 
 	// Filled in by run.
-	cmdline  string
-	results  []runResult // one per run, in order
-	err      error
-	duration time.Duration
-	raw      string
+	loadAtStart string
+	cmdline     string
+	results     []runResult // one per run, in order
+	err         error
+	duration    time.Duration
+	raw         string
 }
 
 // runResult is the parsed output of one run: benchmark → unit → value.
@@ -132,6 +137,7 @@ func run(o options) (int, error) {
 	}
 	for _, s := range suites {
 		fmt.Fprintf(os.Stderr, "benchreport: suite %s (%s)\n", s.name, s.pkg)
+		s.loadAtStart = waitQuiet(o.quietLoad, o.quietWait)
 		t0 := time.Now()
 		s.err = s.execute(o.goCmd, o.rawDir)
 		s.duration = time.Since(t0)
@@ -166,6 +172,26 @@ func run(o options) (int, error) {
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// waitQuiet waits, up to maxWait, for the 1-minute load average to fall
+// below maxLoad, since the integration figures are absolute times that other
+// work on the machine inflates; it returns the load the suite starts at,
+// marked when the wait ran out.
+func waitQuiet(maxLoad float64, maxWait time.Duration) string {
+	deadline := time.Now().Add(maxWait)
+	for {
+		l := loadavg()
+		one, err := strconv.ParseFloat(strings.Fields(l + " x")[0], 64)
+		if maxLoad <= 0 || err != nil || one < maxLoad {
+			return l
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "benchreport: load average still %s after %s; starting anyway\n", l, maxWait)
+			return l + " (not quiet)"
+		}
+		time.Sleep(5 * time.Second)
+	}
 }
 
 func cpuFlag(n int) string { return "-cpu=" + strconv.Itoa(n) }

@@ -49,7 +49,17 @@ func BenchmarkHandle(b *testing.B) {
 // BenchmarkServeHTTP adds the AdmissionReview decoding and encoding of the
 // HTTP handler (no TLS: that is measured under load elsewhere).
 func BenchmarkServeHTTP(b *testing.B) {
-	h := NewHTTPHandler(&Handler{Injector: testInjector(b)})
+	benchmarkServeHTTP(b, NewHTTPHandler(&Handler{Injector: testInjector(b)}))
+}
+
+// BenchmarkServeHTTPControllerRuntime is the same request through
+// controller-runtime's generic admission.Webhook, the path the webhook
+// served before its one-pass server: the baseline for BenchmarkServeHTTP.
+func BenchmarkServeHTTPControllerRuntime(b *testing.B) {
+	benchmarkServeHTTP(b, referenceHTTPHandler(&Handler{Injector: testInjector(b)}))
+}
+
+func benchmarkServeHTTP(b *testing.B, h http.Handler) {
 	body := review(b, peerPod(b))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -47,6 +47,11 @@ func decodePod(raw []byte) (*corev1.Pod, error) {
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &in); err != nil {
 		return nil, err
 	}
+	return in.pod(), nil
+}
+
+// pod moves the decoded fields into a corev1.Pod (no copies).
+func (in *admissionPod) pod() *corev1.Pod {
 	pod := &corev1.Pod{}
 	m := &in.Metadata
 	pod.Name, pod.GenerateName, pod.Namespace, pod.UID = m.Name, m.GenerateName, m.Namespace, m.UID
@@ -65,5 +70,5 @@ func decodePod(raw []byte) (*corev1.Pod, error) {
 			pod.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Env: c.Env, VolumeMounts: c.VolumeMounts}
 		}
 	}
-	return pod, nil
+	return pod
 }

@@ -8,63 +8,96 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-demo/mtls-webhook/internal/podcase"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
 
-// TestPatchEqualsPipelineForEveryGoldenCase is the guard on podPatch: for
-// each of pkg/mutate's golden inputs, the patch the handler returns, applied
-// to the request object as the API server would, gives exactly the pod the
-// inject pipeline produced; and a pod the pipeline refuses is denied.
-func TestPatchEqualsPipelineForEveryGoldenCase(t *testing.T) {
+// goldenCase is one of pkg/mutate's golden inputs, ready for the handler.
+type goldenCase struct {
+	name     string
+	pod      *corev1.Pod
+	services []corev1.Service
+	raw      []byte // the pod as the API server sends it
+	handler  *Handler
+}
+
+// goldenCases loads every golden input of pkg/mutate, each with a handler
+// configured as the golden files were written and the case's Services
+// behind its reader.
+func goldenCases(t *testing.T) []goldenCase {
+	t.Helper()
 	files, err := filepath.Glob("../mutate/testdata/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var cases []goldenCase
 	for _, f := range files {
 		if strings.HasSuffix(f, ".golden.yaml") {
 			continue
 		}
-		n++
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			pod, services, err := podcase.Load(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, err := json.Marshal(pod)
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs := make([]client.Object, len(services))
-			for i := range services {
-				objs[i] = &services[i]
-			}
-			inj := testInjector(t)
-			inj.Defaults.Issuer.Name = "default-ca"
-			inj.Options = mutate.Options{FrontendImage: "registry.test/demo-frontend:v1", BackendImage: "registry.test/demo-backend:v1", ClusterDomain: "cluster.local"}
-			h := &Handler{Injector: inj, Reader: fakeReader(t, objs...)}
-
-			resp := h.Handle(context.Background(), request(raw, pod.Namespace))
-			want := inj.Inject(pod.DeepCopy(), services)
-			if !want.Injected {
-				if resp.Allowed {
-					t.Fatalf("the pipeline refuses the pod (%v) but the handler allowed it", want.Errors)
-				}
-				return
-			}
-			if !resp.Allowed {
-				t.Fatalf("denied: %v", resp.Result)
-			}
-			got := applyPatch(t, raw, resp)
-			if diff := cmp.Diff(want.Pod, got); diff != "" {
-				t.Errorf("patched request differs from the pipeline's pod (-want +got):\n%s", diff)
-			}
+		pod, services, err := podcase.Load(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := make([]client.Object, len(services))
+		for i := range services {
+			objs[i] = &services[i]
+		}
+		inj := testInjector(t)
+		inj.Defaults.Issuer.Name = "default-ca"
+		inj.Options = mutate.Options{FrontendImage: "registry.test/demo-frontend:v1", BackendImage: "registry.test/demo-backend:v1", ClusterDomain: "cluster.local"}
+		cases = append(cases, goldenCase{
+			name: strings.TrimSuffix(filepath.Base(f), ".yaml"), pod: pod, services: services, raw: raw,
+			handler: &Handler{Injector: inj, Reader: fakeReader(t, objs...)},
 		})
 	}
-	if n < 15 {
-		t.Fatalf("found %d golden inputs, want the 15+ of pkg/mutate", n)
+	if len(cases) < 15 {
+		t.Fatalf("found %d golden inputs, want the 15+ of pkg/mutate", len(cases))
+	}
+	return cases
+}
+
+// TestPatchEqualsPipelineForEveryGoldenCase is the guard on podPatch and on
+// the one-pass HTTP server: for each of pkg/mutate's golden inputs, the
+// patch the webhook returns over HTTP (the path the API server takes), and
+// the one Handle returns, applied to the request object as the API server
+// would, give exactly the pod the inject pipeline produced; and a pod the
+// pipeline refuses is denied.
+func TestPatchEqualsPipelineForEveryGoldenCase(t *testing.T) {
+	for _, c := range goldenCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			want := c.handler.Injector.Inject(c.pod.DeepCopy(), c.services)
+
+			ar, w := post(t, NewHTTPHandler(c.handler), reviewOf(reviewV1, "pods", "CREATE", c.pod.Namespace, c.raw), "application/json")
+			if ar == nil || ar.Response == nil {
+				t.Fatalf("HTTP %d: %s", w.Code, w.Body.String())
+			}
+			served := admission.Response{AdmissionResponse: *ar.Response}
+			direct := c.handler.Handle(context.Background(), request(c.raw, c.pod.Namespace))
+
+			for path, resp := range map[string]admission.Response{"over HTTP": served, "Handle": direct} {
+				if !want.Injected {
+					if resp.Allowed {
+						t.Fatalf("%s: the pipeline refuses the pod (%v) but the webhook allowed it", path, want.Errors)
+					}
+					continue
+				}
+				if !resp.Allowed {
+					t.Fatalf("%s: denied: %v", path, resp.Result)
+				}
+				got := applyPatch(t, c.raw, resp)
+				if diff := cmp.Diff(want.Pod, got); diff != "" {
+					t.Errorf("%s: patched request differs from the pipeline's pod (-want +got):\n%s", path, diff)
+				}
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -52,34 +53,54 @@ type Handler struct {
 
 var _ admission.Handler = (*Handler)(nil)
 
-// Handle implements admission.Handler.
+// Handle implements admission.Handler. The HTTP server does not go through
+// it (see NewHTTPHandler), but tests and other embedders may.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	resp, result := h.handle(ctx, req)
-	if h.Metrics != nil {
-		h.Metrics.observe(result, time.Since(start))
-	}
+	h.observe(result, start)
 	return resp
 }
 
+func (h *Handler) observe(result string, start time.Time) {
+	if h.Metrics != nil {
+		h.Metrics.observe(result, time.Since(start))
+	}
+}
+
+// isPodCreate reports whether a request is one the webhook acts on.
+func isPodCreate(resource metav1.GroupVersionResource, subResource string, op admissionv1.Operation) bool {
+	return resource == podResource && subResource == "" && op == admissionv1.Create
+}
+
+var (
+	skipNotPodCreate = func() admission.Response { return admission.Allowed("mtls-webhook only mutates pod creation") }
+	errNoPod         = errors.New("the admission request carries no pod")
+)
+
 func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
-	if req.Resource != podResource || req.SubResource != "" || req.Operation != admissionv1.Create {
-		return admission.Allowed("mtls-webhook only mutates pod creation"), ResultSkipped
+	if !isPodCreate(req.Resource, req.SubResource, req.Operation) {
+		return skipNotPodCreate(), ResultSkipped
 	}
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, errors.New("the admission request carries no pod")), ResultError
+		return admission.Errored(http.StatusBadRequest, errNoPod), ResultError
 	}
 	pod, err := decodePod(req.Object.Raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError
 	}
+	return h.handlePod(ctx, req.UID, req.Namespace, pod)
+}
+
+// handlePod is the decision for one decoded pod create in namespace.
+func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string, pod *corev1.Pod) (admission.Response, string) {
 	if !annotations.OptedIn(pod.Annotations) {
 		return admission.Allowed("pod has not opted in with " + annotations.Enable), ResultSkipped
 	}
 	if pod.Namespace == "" {
-		pod.Namespace = req.Namespace
+		pod.Namespace = namespace
 	}
-	log := h.Log.WithValues("namespace", pod.Namespace, "pod", podName(pod), "uid", req.UID)
+	log := h.Log.WithValues("namespace", pod.Namespace, "pod", podName(pod), "uid", uid)
 
 	var services []corev1.Service
 	if _, explicit := pod.Annotations[annotations.DNSNames]; !explicit && h.Reader != nil {

@@ -23,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mtls_webhook_mutation_duration_seconds",
-			Help:    "Time spent handling one admission review, from decoded request to response.",
+			Help:    "Time spent on one admission review, from reading the request body to writing the response.",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 		}),
 	}

@@ -137,8 +137,10 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 
 // NewHTTPHandler serves h over HTTP the way the API server calls it: an
 // AdmissionReview in, an AdmissionReview out, with the body size bounded.
+// Registered on the manager's webhook server, it is wrapped in
+// controller-runtime's request metrics like any other webhook.
 func NewHTTPHandler(h *Handler) http.Handler {
-	return limitBody(&ctrlwebhook.Admission{Handler: h}, MaxRequestBytes)
+	return limitBody(reviewServer{h: h}, MaxRequestBytes)
 }
 
 func issuerCRDsInstalled(m meta.RESTMapper) (bool, error) {
