@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -298,52 +297,25 @@ func (e *Env) ensureNamespace(ctx context.Context, name string, labels map[strin
 	return err
 }
 
-func (e *Env) startProcess(name string, args []string, dir string) (*exec.Cmd, chan struct{}, error) {
-	logPath := filepath.Join(e.LogDir, name+".log")
-	lf, err := os.Create(logPath)
+// startProcess runs one of the binaries in BinDir, logging to LogDir, and
+// stops it with the environment.
+func (e *Env) startProcess(name string, args []string, dir string) (<-chan struct{}, error) {
+	p, err := controlplane.Start(filepath.Join(e.Opts.BinDir, name), args, dir, filepath.Join(e.LogDir, name+".log"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(e.Opts.BinDir, name), args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		_ = lf.Close()
-		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = lf.Close(); close(done) }()
-	e.stops = append(e.stops, func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return cmd, done, nil
+	e.stops = append(e.stops, p.Stop)
+	return p.Done(), nil
 }
 
 func (e *Env) startKCM(kubeconfig string) error {
-	_, done, err := e.startProcess("kube-controller-manager", []string{
-		"--kubeconfig=" + kubeconfig,
-		"--leader-elect=false",
-		"--secure-port=0",
-		"--controllers=deployment-controller,replicaset-controller,serviceaccount-controller",
-		"--use-service-account-credentials=false",
-		"--concurrent-deployment-syncs=2",
-		"--concurrent-replicaset-syncs=2",
-		"-v=1",
-	}, "")
+	p, err := controlplane.StartControllerManager(filepath.Join(e.Opts.BinDir, "kube-controller-manager"),
+		kubeconfig, filepath.Join(e.LogDir, "kube-controller-manager.log"), e.Client, 60*time.Second)
 	if err != nil {
 		return err
 	}
-	return e.poll(60*time.Second, "kube-controller-manager", done, func(ctx context.Context) (bool, error) {
-		err := e.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "default"}, &corev1.ServiceAccount{})
-		return err == nil, nil
-	})
+	e.stops = append(e.stops, p.Stop)
+	return nil
 }
 
 func (e *Env) poll(timeout time.Duration, what string, exited <-chan struct{}, f wait.ConditionWithContextFunc) error {
@@ -375,7 +347,7 @@ func (e *Env) startCSIDriver(kubeconfig string) error {
 	// csi-lib reads the data root through os.DirFS("/"): it must be given
 	// relative to / with / as working directory.
 	rel := strings.TrimPrefix(e.DataRoot, "/")
-	_, done, err := e.startProcess("cert-manager-csi-driver", []string{
+	done, err := e.startProcess("cert-manager-csi-driver", []string{
 		"--endpoint=unix://" + sock,
 		"--node-id=" + NodeName,
 		"--kubeconfig=" + kubeconfig,

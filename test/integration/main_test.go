@@ -30,8 +30,6 @@ import (
 
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,8 +49,7 @@ type harness struct {
 	assets string       // directory of etcd, kube-apiserver, kube-controller-manager
 	work   string       // temp dir: kubeconfigs, certificates, logs
 
-	kcm     *exec.Cmd
-	kcmDone chan struct{}
+	kcm *controlplane.Process
 
 	// The webhook under test, started in-process through cli.Serve, the
 	// very code path of `mtls-webhook serve`.
@@ -167,9 +164,8 @@ func (h *harness) start() error {
 	return nil
 }
 
-// startControllerManager runs kube-controller-manager with only the
-// controllers that turn a Deployment into Pods (and the one that creates
-// each namespace's default ServiceAccount), so Deployments behave as in a
+// startControllerManager runs kube-controller-manager (see
+// controlplane.ControllerManagerArgs), so Deployments turn into Pods as in a
 // cluster without a scheduler or kubelets.
 func (h *harness) startControllerManager() error {
 	user, err := h.env.ControlPlane.AddUser(envtest.User{Name: "kcm", Groups: []string{"system:masters"}}, nil)
@@ -184,55 +180,14 @@ func (h *harness) startControllerManager() error {
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		return err
 	}
-	logPath := filepath.Join(h.work, "kube-controller-manager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	h.logs = append(h.logs, logPath)
-	cmd := exec.Command(filepath.Join(h.assets, "kube-controller-manager"),
-		"--kubeconfig="+kubeconfig,
-		"--leader-elect=false",
-		"--secure-port=0",
-		"--controllers=deployment-controller,replicaset-controller,serviceaccount-controller",
-		"--use-service-account-credentials=false",
-		"--concurrent-deployment-syncs=2",
-		"--concurrent-replicaset-syncs=2",
-		"-v=1",
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// If this test binary dies without running its teardown (a panic in
-	// TestMain, SIGKILL by go test's -timeout), the kernel kills kcm too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
-		return fmt.Errorf("starting kube-controller-manager: %w", err)
-	}
-	h.kcm = cmd
-	h.kcmDone = make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(h.kcmDone) }()
-
-	// kcm is working once its serviceaccount controller has created the
-	// default namespace's ServiceAccount.
 	c, err := client.New(h.cfg, client.Options{})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-h.kcmDone:
-			return false, fmt.Errorf("kube-controller-manager exited: %s", tail(logPath, 20))
-		default:
-		}
-		err := c.Get(ctx, types.NamespacedName{Namespace: "default", Name: "default"}, &corev1.ServiceAccount{})
-		return err == nil, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for kube-controller-manager: %w", err)
-	}
-	return nil
+	logPath := filepath.Join(h.work, "kube-controller-manager.log")
+	h.logs = append(h.logs, logPath)
+	h.kcm, err = controlplane.StartControllerManager(filepath.Join(h.assets, "kube-controller-manager"), kubeconfig, logPath, c, 60*time.Second)
+	return err
 }
 
 // startWebhook runs `mtls-webhook serve` in-process with the test's rest
@@ -364,15 +319,10 @@ func (h *harness) doStop() error {
 			errs = append(errs, errors.New("webhook did not stop within 30s"))
 		}
 	}
-	if h.kcm != nil && h.kcm.Process != nil {
-		_ = h.kcm.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-h.kcmDone:
-		case <-time.After(10 * time.Second):
-			_ = h.kcm.Process.Kill()
-			<-h.kcmDone
-		}
+	if h.kcm != nil {
+		h.kcm.Stop()
 	}
+
 	if h.env != nil {
 		if err := h.env.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("envtest: %w", err))
@@ -389,20 +339,4 @@ func (h *harness) dumpLogs() {
 	}
 }
 
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		// Readiness polling logs every failed probe; keep the causes.
-		if !strings.Contains(l, "healthz check failed") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(path string, n int) string { return controlplane.Tail(path, n) }

@@ -1,0 +1,129 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Process is a child process with its output in a log file.
+type Process struct {
+	Log  string // path of the log file
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start runs binary with args, its output going to logPath. The process
+// gets its own process group, and the kernel kills it if the caller dies
+// without stopping it (a panic, go test's -timeout), so nothing outlives a
+// test run.
+func Start(binary string, args []string, dir, logPath string) (*Process, error) {
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = lf.Close()
+		return nil, fmt.Errorf("starting %s: %w", binary, err)
+	}
+	p := &Process{Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = lf.Close(); close(p.done) }()
+	return p, nil
+}
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Stop asks the process to stop (SIGTERM), kills it after 10 s, and waits
+// until it is gone. It may be called more than once.
+func (p *Process) Stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// ControllerManagerArgs runs only the controllers that turn a Deployment
+// into Pods and the one that creates each namespace's default
+// ServiceAccount, so Deployments behave as in a cluster, without a
+// scheduler, kubelets, leader election or a serving port.
+func ControllerManagerArgs(kubeconfig string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--controllers=deployment-controller,replicaset-controller,serviceaccount-controller",
+		"--use-service-account-credentials=false",
+		"--concurrent-deployment-syncs=2",
+		"--concurrent-replicaset-syncs=2",
+		"-v=1",
+	}
+}
+
+// StartControllerManager runs the kube-controller-manager binary with
+// ControllerManagerArgs and waits, up to timeout, until it works: its
+// serviceaccount controller has created default/default, read through c.
+// On failure the process is stopped and the error ends with its log's tail.
+func StartControllerManager(binary, kubeconfig, logPath string, c client.Reader, timeout time.Duration) (*Process, error) {
+	p, err := Start(binary, ControllerManagerArgs(kubeconfig), "", logPath)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-p.done:
+			return false, fmt.Errorf("kube-controller-manager exited")
+		default:
+		}
+		err := c.Get(ctx, types.NamespacedName{Namespace: "default", Name: "default"}, &corev1.ServiceAccount{})
+		return err == nil, nil
+	})
+	if err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("waiting for kube-controller-manager: %w; its log (%s) ends:\n%s", err, logPath, Tail(logPath, 20))
+	}
+	return p, nil
+}
+
+// Tail returns the last n lines of the log at path, without the lines
+// readiness polling repeats for every failed probe, so the cause stays in
+// view.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.Contains(l, "healthz check failed") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
