@@ -23,6 +23,9 @@ const (
 	AppBackend  = "backend"
 )
 
+// MaxFSGroup is the largest group ID the CSI driver accepts for FSGroup.
+const MaxFSGroup = 4294967295
+
 // DefaultMountPath is where the certificate files appear when MountPath is
 // not set.
 const DefaultMountPath = "/var/run/mtls"
@@ -59,7 +62,10 @@ type Config struct {
 	// Containers is nil when every (non-init) container is selected.
 	Containers []string
 	MountPath  string
-	UseMTLS    bool
+	// FSGroup is nil unless the user set mtls.demo/fs-group; the mutation
+	// then derives the group from the pod.
+	FSGroup *int64
+	UseMTLS bool
 	// App is "", AppFrontend or AppBackend.
 	App string
 }

@@ -63,6 +63,13 @@ const (
 	// appear inside the selected containers.
 	MountPath = Prefix + "mount-path"
 
+	// FSGroup is the group ID that may read the certificate files: the CSI
+	// driver writes them 0440, owned by root and this group. Default: the
+	// pod's securityContext.fsGroup, else the runAsGroup the selected
+	// containers run as, else the demo image's group when mtls.demo/app
+	// swaps the image; with none of these only root can read tls.key.
+	FSGroup = Prefix + "fs-group"
+
 	// UseMTLS is written into the USE_MTLS env var: "false" lets the demo
 	// apps speak plain HTTP while keeping the certificates mounted.
 	UseMTLS = Prefix + "use-mtls"
@@ -80,7 +87,7 @@ const (
 var known = [...]string{
 	Enable, Issuer, IssuerKind, IssuerGroup, CommonName, DNSNames, URISANs,
 	Duration, RenewBefore, KeyAlgorithm, KeySize, Containers, MountPath,
-	UseMTLS, App, Status,
+	FSGroup, UseMTLS, App, Status,
 }
 
 // Keys returns every key the webhook understands, in documentation order. It

@@ -111,6 +111,15 @@ func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList
 		cfg.MountPath = v
 		errs = append(errs, checkMountPath(v)...)
 	}
+	if v, ok := ann[FSGroup]; ok {
+		gid, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || gid < 1 || gid > MaxFSGroup {
+			errs = append(errs, field.Invalid(PathFor(FSGroup), v,
+				"must be a group ID from 1 to 4294967295: the CSI driver makes the certificate files readable by this group"))
+		} else {
+			cfg.FSGroup = &gid
+		}
+	}
 	if v, ok := ann[UseMTLS]; ok {
 		switch v {
 		case "true":

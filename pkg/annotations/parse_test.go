@@ -93,6 +93,14 @@ func TestParseAccepts(t *testing.T) {
 			ann:  base(MountPath, "/etc/tls/certs"),
 			want: func(c *Config) { c.MountPath = "/etc/tls/certs" },
 		},
+		"a group ID lets that group read the certificate files": {
+			ann:  base(FSGroup, "65532"),
+			want: func(c *Config) { c.FSGroup = new(int64(65532)) },
+		},
+		"the largest group ID the driver accepts": {
+			ann:  base(FSGroup, "4294967295"),
+			want: func(c *Config) { c.FSGroup = new(int64(MaxFSGroup)) },
+		},
 		"the webhook's own status annotation is not reported as unknown": {
 			ann: base(Status, "injected-0123456789"),
 		},
@@ -234,6 +242,18 @@ func TestParseRefuses(t *testing.T) {
 		"app database is not a demo role": {
 			ann:  base(App, "database"),
 			want: field.ErrorList{field.NotSupported(p(App), "database", []string{"frontend", "backend"})},
+		},
+		"fs-group must be a number": {
+			ann:  base(FSGroup, "nonroot"),
+			want: field.ErrorList{field.Invalid(p(FSGroup), "nonroot", "must be a group ID from 1 to 4294967295: the CSI driver makes the certificate files readable by this group")},
+		},
+		"fs-group 0 is root's group, which needs no help": {
+			ann:  base(FSGroup, "0"),
+			want: field.ErrorList{field.Invalid(p(FSGroup), "0", "must be a group ID from 1 to 4294967295: the CSI driver makes the certificate files readable by this group")},
+		},
+		"fs-group past 32 bits": {
+			ann:  base(FSGroup, "4294967296"),
+			want: field.ErrorList{field.Invalid(p(FSGroup), "4294967296", "must be a group ID from 1 to 4294967295: the CSI driver makes the certificate files readable by this group")},
 		},
 		"use-mtls must be a boolean": {
 			ann:  base(UseMTLS, "on"),

@@ -71,7 +71,13 @@ const (
 	AttrCertFile    = "csi.cert-manager.io/certificate-file"
 	AttrKeyFile     = "csi.cert-manager.io/privatekey-file"
 	AttrCAFile      = "csi.cert-manager.io/ca-file"
+	AttrFSGroup     = "csi.cert-manager.io/fs-group"
 )
+
+// DemoImageGroup is the group the demo images run as (USER 65532:65532 in
+// demo-apps/Dockerfile). When mtls.demo/app swaps in a demo image and the pod
+// names no group of its own, the certificate files are made readable by it.
+const DemoImageGroup int64 = 65532
 
 // Options are the webhook-wide settings Mutate needs beyond a pod's Config.
 type Options struct {
@@ -111,6 +117,7 @@ var attributeSource = map[string]string{
 	AttrRenewBefore: annotations.RenewBefore,
 	AttrKeyAlg:      annotations.KeyAlgorithm,
 	AttrKeySize:     annotations.KeySize,
+	AttrFSGroup:     annotations.FSGroup,
 }
 
 // AnnotationFor returns the annotation that sets a CSI attribute, or
@@ -140,8 +147,6 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	targets, el := selectContainers(out, cfg)
 	errs = append(errs, el...)
 
-	attrs := Attributes(cfg, DeriveDNSNames(out, services, opts.ClusterDomain))
-
 	volIdx := slices.IndexFunc(out.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == VolumeName })
 	if volIdx >= 0 && !isOurVolume(out.Spec.Volumes[volIdx]) {
 		errs = append(errs, field.Invalid(field.NewPath("spec", "volumes").Index(volIdx).Child("name"), VolumeName,
@@ -163,8 +168,18 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 		errs = append(errs, field.Invalid(annotations.PathFor(annotations.App), cfg.App,
 			fmt.Sprintf("this webhook has no image for the %s role; start it with --%s-image", cfg.App, cfg.App)))
 	}
+	gid, warning, el := fsGroup(out, cfg, targets, image != "")
+	errs = append(errs, el...)
+	if warning != "" {
+		warnings = append(warnings, warning)
+	}
 	if len(errs) > 0 {
 		return Result{}, errs
+	}
+
+	attrs := Attributes(cfg, DeriveDNSNames(out, services, opts.ClusterDomain))
+	if gid != nil {
+		attrs[AttrFSGroup] = strconv.FormatInt(*gid, 10)
 	}
 
 	volume := corev1.Volume{
@@ -265,6 +280,82 @@ func keyUsages(alg string) string {
 		return "digital signature,key encipherment,server auth,client auth"
 	}
 	return "digital signature,server auth,client auth"
+}
+
+// fsGroup decides which group may read the certificate files, which the
+// CSI driver writes 0440 owned by root and that group: mtls.demo/fs-group;
+// else the pod's securityContext.fsGroup; else the runAsGroup every selected
+// container runs as; else the demo image's group when one is swapped in.
+// With none of these only root can read tls.key, which is worth a warning
+// when a selected container is known to run as another user.
+func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []int, demoImage bool) (*int64, string, field.ErrorList) {
+	if cfg.FSGroup != nil {
+		return cfg.FSGroup, "", nil
+	}
+	psc := pod.Spec.SecurityContext
+	if psc != nil && psc.FSGroup != nil && *psc.FSGroup > 0 {
+		return psc.FSGroup, "", nil
+	}
+	var (
+		group *int64
+		from  int
+	)
+	for _, i := range targets {
+		c := &pod.Spec.Containers[i]
+		g := effectiveRunAsGroup(psc, c)
+		if g == nil {
+			continue
+		}
+		if group != nil && *group != *g {
+			return nil, "", field.ErrorList{field.Invalid(
+				field.NewPath("spec", "containers").Index(i).Child("securityContext", "runAsGroup"), *g,
+				fmt.Sprintf("container %s runs as group %d and container %s as group %d, but the certificate files can belong to one group only; set spec.securityContext.fsGroup (every container gets it) or %s",
+					c.Name, *g, pod.Spec.Containers[from].Name, *group, annotations.FSGroup))}
+		}
+		group, from = g, i
+	}
+	switch {
+	case group != nil && *group != 0:
+		return group, "", nil
+	case group == nil && demoImage:
+		return new(DemoImageGroup), "", nil
+	}
+	for _, i := range targets {
+		c := &pod.Spec.Containers[i]
+		if runsAsNonRoot(psc, c) {
+			return nil, fmt.Sprintf("container %s runs as a non-root user, but no group is set that may read the certificate: only root can read %s; set spec.securityContext.fsGroup or %s",
+				c.Name, KeyFile, annotations.FSGroup), nil
+		}
+	}
+	return nil, "", nil
+}
+
+// effectiveRunAsGroup is the container's runAsGroup, else the pod's.
+func effectiveRunAsGroup(psc *corev1.PodSecurityContext, c *corev1.Container) *int64 {
+	if c.SecurityContext != nil && c.SecurityContext.RunAsGroup != nil {
+		return c.SecurityContext.RunAsGroup
+	}
+	if psc != nil {
+		return psc.RunAsGroup
+	}
+	return nil
+}
+
+// runsAsNonRoot reports whether the pod spec says the container runs as a
+// user other than root. (An image's own USER is not visible here.)
+func runsAsNonRoot(psc *corev1.PodSecurityContext, c *corev1.Container) bool {
+	sc := c.SecurityContext
+	switch {
+	case sc != nil && sc.RunAsUser != nil:
+		return *sc.RunAsUser != 0
+	case psc != nil && psc.RunAsUser != nil:
+		return *psc.RunAsUser != 0
+	case sc != nil && sc.RunAsNonRoot != nil:
+		return *sc.RunAsNonRoot
+	case psc != nil && psc.RunAsNonRoot != nil:
+		return *psc.RunAsNonRoot
+	}
+	return false
 }
 
 // DeriveDNSNames returns the names under which the pod is reachable through

@@ -20,16 +20,18 @@ type admissionPod struct {
 		Annotations  map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
-		ServiceAccountName string          `json:"serviceAccountName"`
-		Volumes            []corev1.Volume `json:"volumes"`
+		ServiceAccountName string                     `json:"serviceAccountName"`
+		SecurityContext    *corev1.PodSecurityContext `json:"securityContext"`
+		Volumes            []corev1.Volume            `json:"volumes"`
 		InitContainers     []struct {
 			Name string `json:"name"`
 		} `json:"initContainers"`
 		Containers []struct {
-			Name         string               `json:"name"`
-			Image        string               `json:"image"`
-			Env          []corev1.EnvVar      `json:"env"`
-			VolumeMounts []corev1.VolumeMount `json:"volumeMounts"`
+			Name            string                  `json:"name"`
+			Image           string                  `json:"image"`
+			Env             []corev1.EnvVar         `json:"env"`
+			VolumeMounts    []corev1.VolumeMount    `json:"volumeMounts"`
+			SecurityContext *corev1.SecurityContext `json:"securityContext"`
 		} `json:"containers"`
 	} `json:"spec"`
 }
@@ -57,6 +59,7 @@ func (in *admissionPod) pod() *corev1.Pod {
 	pod.Name, pod.GenerateName, pod.Namespace, pod.UID = m.Name, m.GenerateName, m.Namespace, m.UID
 	pod.Labels, pod.Annotations = m.Labels, m.Annotations
 	pod.Spec.ServiceAccountName = in.Spec.ServiceAccountName
+	pod.Spec.SecurityContext = in.Spec.SecurityContext
 	pod.Spec.Volumes = in.Spec.Volumes
 	if n := len(in.Spec.InitContainers); n > 0 {
 		pod.Spec.InitContainers = make([]corev1.Container, n)
@@ -67,7 +70,7 @@ func (in *admissionPod) pod() *corev1.Pod {
 	if n := len(in.Spec.Containers); n > 0 {
 		pod.Spec.Containers = make([]corev1.Container, n)
 		for i, c := range in.Spec.Containers {
-			pod.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Env: c.Env, VolumeMounts: c.VolumeMounts}
+			pod.Spec.Containers[i] = corev1.Container{Name: c.Name, Image: c.Image, Env: c.Env, VolumeMounts: c.VolumeMounts, SecurityContext: c.SecurityContext}
 		}
 	}
 	return pod
