@@ -202,6 +202,12 @@ func (r *Release) StartClient(ctx context.Context, interval time.Duration) error
 		Spec: corev1.PodSpec{
 			ServiceAccountName: "client",
 			RestartPolicy:      corev1.RestartPolicyAlways,
+			// As the chart runs the apps: the image's non-root user, whose
+			// group the webhook lets read the certificate.
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: new(true), RunAsUser: new(int64(65532)), RunAsGroup: new(int64(65532)),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
 			Containers: []corev1.Container{{
 				Name:  "client",
 				Image: "ghcr.io/mtls-demo/demo-client:0.1.0",

@@ -5,9 +5,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,5 +315,50 @@ func TestMissingIssuerIsWarnedAtAdmission(t *testing.T) {
 	defer w.mu.Unlock()
 	if !slices.ContainsFunc(w.msgs, func(s string) bool { return strings.Contains(s, "no-such-issuer") }) {
 		t.Errorf("admission warnings %q do not mention the missing issuer no-such-issuer", w.msgs)
+	}
+}
+
+// The apps run as the non-root user of their securityContext (the chart's
+// and the client's 65532:65532), as a kubelet would start them, and still
+// read tls.key: the webhook derived csi.cert-manager.io/fs-group from
+// runAsGroup, so the driver wrote the files 0440 owned by root and that
+// group. Without it only root could read the key.
+func TestAppsRunAsNonRootAndReadTheKeyThroughItsGroup(t *testing.T) {
+	setup(t)
+	for _, role := range []string{"frontend", "backend", "client"} {
+		info, ok := mtlsRel.Pod(role)
+		if !ok || !info.Ready {
+			t.Fatalf("no ready %s pod", role)
+		}
+		p, err := env.Clientset.CoreV1().Pods(nsMTLS).Get(context.Background(), info.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.CSI != nil && v.CSI.VolumeAttributes["csi.cert-manager.io/fs-group"] != "65532" {
+				t.Errorf("%s: fs-group attribute %q, want 65532 (from runAsGroup)", role, v.CSI.VolumeAttributes["csi.cert-manager.io/fs-group"])
+			}
+		}
+		if len(p.Status.ContainerStatuses) != 1 {
+			t.Fatalf("%s: container statuses %+v", role, p.Status.ContainerStatuses)
+		}
+		pid := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "mtls-demo://")
+		status, err := os.ReadFile("/proc/" + pid + "/status")
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		for _, want := range []string{"Uid:\t65532\t65532\t65532\t65532", "Gid:\t65532\t65532\t65532\t65532"} {
+			if !strings.Contains(string(status), want) {
+				t.Errorf("%s (pid %s) does not run as 65532:65532: /proc status lacks %q", role, pid, want)
+			}
+		}
+		fi, err := os.Stat(filepath.Join(info.Volumes["mtls-certs"], "tls.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != 0o440 || st.Uid != 0 || st.Gid != 65532 {
+			t.Errorf("%s: tls.key is %v %d:%d, want -r--r----- 0:65532", role, fi.Mode().Perm(), st.Uid, st.Gid)
+		}
 	}
 }

@@ -466,7 +466,10 @@ func (r *podRunner) runContainer(c corev1.Container) {
 	r.mu.Unlock()
 	mounts = append(mounts, Mount{Source: filepath.Join(r.dir, "hosts"), Target: "/etc/hosts", ReadOnly: true, File: true})
 	specPath := filepath.Join(r.dir, c.Name+".shim.json")
-	b, _ := json.Marshal(ShimSpec{Mounts: mounts, Argv: argv})
+	r.mu.Lock()
+	user := containerUser(r.pod, c)
+	r.mu.Unlock()
+	b, _ := json.Marshal(ShimSpec{Mounts: mounts, Argv: argv, User: user})
 	if err := os.WriteFile(specPath, b, 0o600); err != nil {
 		r.fail("CreateContainerError", err.Error())
 		return
@@ -1122,3 +1125,42 @@ func (a *Agent) refreshHosts() {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// ImageUser and ImageGroup are the user and group the demo images run as
+// (USER 65532:65532 in demo-apps/Dockerfile): what a container runs as when
+// its securityContext does not say.
+const (
+	ImageUser  = 65532
+	ImageGroup = 65532
+)
+
+// containerUser is who a kubelet would run c as: runAsUser and runAsGroup
+// from the container, else the pod, else the image's USER; plus the pod's
+// fsGroup and supplementalGroups as supplementary groups.
+func containerUser(pod *corev1.Pod, c corev1.Container) *User {
+	u := &User{UID: ImageUser, GID: ImageGroup}
+	psc := pod.Spec.SecurityContext
+	if psc != nil {
+		if psc.RunAsUser != nil {
+			u.UID = uint32(*psc.RunAsUser)
+		}
+		if psc.RunAsGroup != nil {
+			u.GID = uint32(*psc.RunAsGroup)
+		}
+		if psc.FSGroup != nil {
+			u.Groups = append(u.Groups, uint32(*psc.FSGroup))
+		}
+		for _, g := range psc.SupplementalGroups {
+			u.Groups = append(u.Groups, uint32(g))
+		}
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			u.UID = uint32(*sc.RunAsUser)
+		}
+		if sc.RunAsGroup != nil {
+			u.GID = uint32(*sc.RunAsGroup)
+		}
+	}
+	return u
+}

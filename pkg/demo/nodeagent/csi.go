@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
@@ -62,7 +63,9 @@ func (c *csiClient) publish(ctx context.Context, pod *corev1.Pod, vol corev1.Vol
 		VolumeId:   volumeID(pod, vol.Name),
 		TargetPath: target,
 		VolumeCapability: &csi.VolumeCapability{
-			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+			// A kubelet hands the pod's fsGroup to drivers that, like this
+			// one, advertise VOLUME_MOUNT_GROUP.
+			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{VolumeMountGroup: volumeMountGroup(pod)}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 		},
 		Readonly:      readOnly,
@@ -77,4 +80,11 @@ func (c *csiClient) publish(ctx context.Context, pod *corev1.Pod, vol corev1.Vol
 func (c *csiClient) unpublish(ctx context.Context, id, target string) error {
 	_, err := c.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target})
 	return err
+}
+
+func volumeMountGroup(pod *corev1.Pod) string {
+	if sc := pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
+		return strconv.FormatInt(*sc.FSGroup, 10)
+	}
+	return ""
 }

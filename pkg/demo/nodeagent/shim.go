@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // ShimCommand is the hidden first argument with which the node agent
@@ -20,6 +23,17 @@ const ShimCommand = "__mtls-demo-pod-shim"
 type ShimSpec struct {
 	Mounts []Mount  `json:"mounts"`
 	Argv   []string `json:"argv"`
+	// User is who the program runs as; nil keeps root.
+	User *User `json:"user,omitempty"`
+}
+
+// User is a container's identity: runAsUser, runAsGroup, and the pod's
+// fsGroup and supplementalGroups as supplementary groups, as a kubelet
+// sets them.
+type User struct {
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups,omitempty"`
 }
 
 // Mount is one bind mount in the pod's mount namespace.
@@ -80,5 +94,57 @@ func runShim(specFile string) error {
 	if !filepath.IsAbs(argv0) {
 		return fmt.Errorf("argv[0] %q is not absolute", argv0)
 	}
-	return syscall.Exec(argv0, spec.Argv, os.Environ())
+	if spec.User == nil {
+		return syscall.Exec(argv0, spec.Argv, os.Environ())
+	}
+	// Open the program while still root: the user the container runs as
+	// may not be able to reach it (a checkout under /root), which a real
+	// container, whose image carries the program, would never notice.
+	fd, err := syscall.Open(argv0, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", argv0, err)
+	}
+	if err := dropTo(*spec.User); err != nil {
+		return err
+	}
+	return execFD(fd, spec.Argv, os.Environ())
+}
+
+// dropTo switches every thread of the process to u for good.
+func dropTo(u User) error {
+	groups := make([]int, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = int(g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups %v: %w", u.Groups, err)
+	}
+	if err := syscall.Setgid(int(u.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", u.GID, err)
+	}
+	if err := syscall.Setuid(int(u.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", u.UID, err)
+	}
+	return nil
+}
+
+// execFD executes the program open at fd (execveat with AT_EMPTY_PATH),
+// so no path has to be resolved as the new user.
+func execFD(fd int, argv, env []string) error {
+	argvp, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		return err
+	}
+	envp, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		return err
+	}
+	empty, err := syscall.BytePtrFromString("")
+	if err != nil {
+		return err
+	}
+	const atEmptyPath = 0x1000
+	_, _, errno := syscall.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), atEmptyPath, 0)
+	return fmt.Errorf("execveat %s: %w", argv[0], errno)
 }
