@@ -214,6 +214,10 @@ type view struct {
 	drawn     int
 	lastPlain time.Time
 	clientIP  string
+	// The request rate is counted from the first scrape of the client,
+	// which has been sending for a while before the view starts.
+	rateFrom time.Time
+	rateBase int
 }
 
 var roles = []string{"frontend", "backend", "client"}
@@ -268,6 +272,9 @@ func (v *view) refresh(ctx context.Context) {
 			}
 			v.ok = v.baseOK + int(m.Requests["ok"])
 			v.failed = v.baseFail + int(m.Requests["http_error"]+m.Requests["transport_error"])
+			if v.rateFrom.IsZero() {
+				v.rateFrom, v.rateBase = time.Now(), v.ok+v.failed
+			}
 		}
 		if st.pod != p.Name {
 			if st.pod != "" {
@@ -340,8 +347,8 @@ func short(s string) string {
 func (v *view) lines() []string {
 	el := time.Since(v.start)
 	rate := 0.0
-	if el > 0 {
-		rate = float64(v.ok+v.failed) / el.Seconds()
+	if d := time.Since(v.rateFrom); !v.rateFrom.IsZero() && d > 0 {
+		rate = float64(v.ok+v.failed-v.rateBase) / d.Seconds()
 	}
 	out := []string{fmt.Sprintf("%6s  requests ok=%d failed=%d (%.1f/s)  rotations=%d%s", el.Round(time.Second), v.ok, v.failed, rate, v.rotations,
 		map[bool]string{true: fmt.Sprintf("  restarts=%d", v.restarts), false: ""}[v.o.Scene == SceneRestart])}
