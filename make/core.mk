@@ -19,9 +19,10 @@ test-unit: ## Unit, golden and fuzz-seed tests of the webhook packages (race det
 	$(GO) test -race -count=1 $(CORE_PKGS)
 
 .PHONY: fuzz
-fuzz: ## Fuzz the annotation parser and the admission handler for FUZZTIME each (default 60s).
+fuzz: ## Fuzz the annotation parser, the admission handler and its HTTP server for FUZZTIME each (default 60s).
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/annotations
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./pkg/webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) ./pkg/webhook
 
 .PHONY: bench-core
 bench-core: ## Benchmark the admission handler against the decode+encode floor.
