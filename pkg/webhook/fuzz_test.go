@@ -27,6 +27,8 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/containers":"b","mtls.demo/mount-path":"/"}},"spec":{"containers":[{"name":"a","env":[{"name":"USE_MTLS","value":"false"}]}]}}`))
 	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/dns-names":"${POD_NAME}.x"},"generateName":"w-"},"spec":{"containers":[{"name":"a","volumeMounts":[{"name":"mtls-certs","mountPath":"/x"}]}]},"unknownField":1}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true"}},"spec":{"securityContext":{"runAsNonRoot":true,"runAsGroup":5},"containers":[{"name":"a","securityContext":{"runAsGroup":6}},{"name":"b"}]}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/fs-group":"7"}},"spec":{"securityContext":{"fsGroup":8},"containers":[{"name":"a"}]}}`))
 	h := &Handler{Injector: testInjector(f)}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		resp := h.Handle(context.Background(), request(raw, "ns"))

@@ -195,6 +195,7 @@ func FuzzServeHTTP(f *testing.F) {
 	f.Add([]byte(`{"spec":{"containers":"x"}}`), "deployments", "CREATE")
 	f.Add([]byte(`null`), "pods", "UPDATE")
 	f.Add([]byte(`{"metAdAtA":{}}`), "pods", "CREATE")
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true"}},"spec":{"securityContext":{"runAsUser":1},"containers":[{"name":"a","securityContext":{"runAsGroup":2}},{"name":"b","securityContext":{"runAsGroup":3}}]}}`), "pods", "CREATE")
 	h := &Handler{Injector: testInjector(f)}
 	lean, reference := NewHTTPHandler(h), referenceHTTPHandler(h)
 	f.Fuzz(func(t *testing.T, object []byte, resource, operation string) {

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -237,7 +236,7 @@ func handlerSeconds(b *testing.B) histSample {
 // cachedPatchHandler answers every review with the patch mtls-webhook
 // returned for the first one it saw, at once: the API server's cost of
 // applying that very patch, without the webhook's own. The first review is
-// forwarded to the suite's webhook verbatim to learn the patch.
+// forwarded to the suite's webhook to learn the patch.
 func cachedPatchHandler(b *testing.B) http.Handler {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(suite.webhook.ca.pem)
@@ -248,18 +247,23 @@ func cachedPatchHandler(b *testing.B) http.Handler {
 		mu    sync.Mutex
 		patch []byte
 	)
-	learn := func(r *http.Request, body []byte) ([]byte, error) {
+	learn := func(r *http.Request, req *admissionv1.AdmissionRequest) ([]byte, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if patch != nil {
 			return patch, nil
 		}
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, suite.webhookURL, bytes.NewReader(body))
+		body, err := json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: req})
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := forward.Do(req)
+		fwd, err := http.NewRequestWithContext(r.Context(), http.MethodPost, suite.webhookURL, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		fwd.Header.Set("Content-Type", "application/json")
+		resp, err := forward.Do(fwd)
 		if err != nil {
 			return nil, err
 		}
@@ -275,26 +279,12 @@ func cachedPatchHandler(b *testing.B) http.Handler {
 		return patch, nil
 	}
 	jsonPatch := admissionv1.PatchTypeJSONPatch
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var review admissionv1.AdmissionReview
-		if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
-			http.Error(w, fmt.Sprintf("bad review: %v", err), http.StatusBadRequest)
-			return
-		}
-		p, err := learn(r, body)
+	return reviewHandler(func(r *http.Request, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		p, err := learn(r, req)
 		if err != nil {
 			b.Error(err)
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+			return &admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusInternalServerError, Message: err.Error()}}
 		}
-		review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true, Patch: p, PatchType: &jsonPatch}
-		review.Request = nil
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(&review)
+		return &admissionv1.AdmissionResponse{Allowed: true, Patch: p, PatchType: &jsonPatch}
 	})
 }
