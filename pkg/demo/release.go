@@ -211,7 +211,11 @@ func (r *Release) StartClient(ctx context.Context, interval time.Duration) error
 			Containers: []corev1.Container{{
 				Name:  "client",
 				Image: "ghcr.io/mtls-demo/demo-client:0.1.0",
-				Args:  []string{"-count=0", "-interval=" + interval.String(), "-timeout=5s", "-ops-addr=$(POD_IP):9090"},
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: new(false), ReadOnlyRootFilesystem: new(true),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+				Args: []string{"-count=0", "-interval=" + interval.String(), "-timeout=5s", "-ops-addr=$(POD_IP):9090"},
 				Env: []corev1.EnvVar{
 					{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 					{Name: "FRONTEND_URL", Value: scheme + "://frontend-svc:8080"},

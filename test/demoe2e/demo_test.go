@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -319,8 +320,8 @@ func TestMissingIssuerIsWarnedAtAdmission(t *testing.T) {
 }
 
 // The apps run as the non-root user of their securityContext (the chart's
-// and the client's 65532:65532), as a kubelet would start them, and still
-// read tls.key: the webhook derived csi.cert-manager.io/fs-group from
+// and the client's 65532:65532), without privileges and on a read-only /, as
+// a kubelet would start them, and still read tls.key: the webhook derived csi.cert-manager.io/fs-group from
 // runAsGroup, so the driver wrote the files 0440 owned by root and that
 // group. Without it only root could read the key.
 func TestAppsRunAsNonRootAndReadTheKeyThroughItsGroup(t *testing.T) {
@@ -347,10 +348,24 @@ func TestAppsRunAsNonRootAndReadTheKeyThroughItsGroup(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", role, err)
 		}
-		for _, want := range []string{"Uid:\t65532\t65532\t65532\t65532", "Gid:\t65532\t65532\t65532\t65532"} {
+		for _, want := range []string{"Uid:\t65532\t65532\t65532\t65532", "Gid:\t65532\t65532\t65532\t65532", "NoNewPrivs:\t1", "CapEff:\t0000000000000000"} {
 			if !strings.Contains(string(status), want) {
-				t.Errorf("%s (pid %s) does not run as 65532:65532: /proc status lacks %q", role, pid, want)
+				t.Errorf("%s (pid %s) does not run as 65532:65532 without privileges: /proc status lacks %q", role, pid, want)
 			}
+		}
+		// readOnlyRootFilesystem: / is read-only in the app's mount namespace.
+		mounts, err := os.ReadFile("/proc/" + pid + "/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rootRO := false
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+				rootRO = strings.HasPrefix(f[5], "ro")
+			}
+		}
+		if !rootRO {
+			t.Errorf("%s (pid %s): / is writable, want read-only (readOnlyRootFilesystem)", role, pid)
 		}
 		fi, err := os.Stat(filepath.Join(info.Volumes["mtls-certs"], "tls.key"))
 		if err != nil {
@@ -360,5 +375,47 @@ func TestAppsRunAsNonRootAndReadTheKeyThroughItsGroup(t *testing.T) {
 		if fi.Mode().Perm() != 0o440 || st.Uid != 0 || st.Gid != 65532 {
 			t.Errorf("%s: tls.key is %v %d:%d, want -r--r----- 0:65532", role, fi.Mode().Perm(), st.Uid, st.Gid)
 		}
+	}
+}
+
+// A container whose liveness probe keeps failing is killed and restarted,
+// as a kubelet does; its readiness probe alone would only take it out of
+// its Services.
+func TestFailingLivenessProbeRestartsTheContainer(t *testing.T) {
+	setup(t)
+	ctx := context.Background()
+	probe := func(path string) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(8080)}},
+			PeriodSeconds: 1, FailureThreshold: 2}
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "liveness", Namespace: nsPlain},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "ghcr.io/mtls-demo/demo-backend:0.1.0",
+			Env:            []corev1.EnvVar{{Name: "USE_MTLS", Value: "false"}},
+			ReadinessProbe: probe("/healthz"),
+			LivenessProbe:  probe("/no-such-page"),
+		}}},
+	}
+	if _, err := env.Clientset.CoreV1().Pods(nsPlain).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Clientset.CoreV1().Pods(nsPlain).Delete(ctx, p.Name, metav1.DeleteOptions{}) })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := env.Clientset.CoreV1().Pods(nsPlain).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs := got.Status.ContainerStatuses; len(cs) == 1 && cs[0].RestartCount >= 1 {
+			if last := cs[0].LastTerminationState.Terminated; last == nil || last.ExitCode != 137 {
+				t.Errorf("last termination %+v, want exit code 137 (SIGKILL)", last)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no restart within 30 s of a liveness probe answering 404; statuses %+v", got.Status.ContainerStatuses)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

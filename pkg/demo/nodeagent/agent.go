@@ -469,7 +469,12 @@ func (r *podRunner) runContainer(c corev1.Container) {
 	r.mu.Lock()
 	user := containerUser(r.pod, c)
 	r.mu.Unlock()
-	b, _ := json.Marshal(ShimSpec{Mounts: mounts, Argv: argv, User: user})
+	spec := ShimSpec{Mounts: mounts, Argv: argv, User: user}
+	if sc := c.SecurityContext; sc != nil {
+		spec.ReadOnlyRoot = sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
+		spec.NoNewPrivs = sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation
+	}
+	b, _ := json.Marshal(spec)
 	if err := os.WriteFile(specPath, b, 0o600); err != nil {
 		r.fail("CreateContainerError", err.Error())
 		return
@@ -497,9 +502,13 @@ func (r *podRunner) runContainer(c corev1.Container) {
 		started := metav1.Now()
 		if err == nil {
 			r.procs[c.Name] = cmd
-			r.statuses[c.Name] = &corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: "file://" + bin,
+			st := &corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: "file://" + bin,
 				ContainerID: "mtls-demo://" + strconv.Itoa(cmd.Process.Pid), RestartCount: restarts, Started: ptr(true),
 				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}
+			if prev := r.statuses[c.Name]; prev != nil && prev.State.Terminated != nil {
+				st.LastTerminationState = corev1.ContainerState{Terminated: prev.State.Terminated}
+			}
+			r.statuses[c.Name] = st
 		}
 		r.mu.Unlock()
 		if err != nil {
@@ -514,6 +523,9 @@ func (r *podRunner) runContainer(c corev1.Container) {
 		code := int32(0)
 		if ee := (&exec.ExitError{}); errors.As(werr, &ee) {
 			code = int32(ee.ExitCode())
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int32(ws.Signal()) // what a container runtime reports
+			}
 		}
 		r.mu.Lock()
 		delete(r.procs, c.Name)
@@ -642,12 +654,15 @@ func expandAll(args []string, env []string) []string {
 	return out
 }
 
-// probeLoop runs the readiness probes (httpGet only; containers without one
-// are ready once running) and reports changes.
+// probeLoop runs the readiness probes (containers without one are ready
+// once running) and the liveness probes, which kill a container after
+// failureThreshold failures in a row so that its restart policy restarts
+// it, as a kubelet does. Only httpGet probes are understood.
 func (r *podRunner) probeLoop() {
 	client := &http.Client{Timeout: time.Second}
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
+	live := map[string]*liveness{}
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -666,6 +681,10 @@ func (r *podRunner) probeLoop() {
 			}
 			r.mu.Unlock()
 			allReady = allReady && ok
+			if live[c.Name] == nil {
+				live[c.Name] = &liveness{}
+			}
+			r.checkLiveness(client, c, live[c.Name])
 		}
 		r.mu.Lock()
 		changed := r.ready != allReady
@@ -678,6 +697,49 @@ func (r *podRunner) probeLoop() {
 	}
 }
 
+// liveness is one container's liveness probe state.
+type liveness struct {
+	pid      int // the process the state belongs to
+	next     time.Time
+	failures int32
+}
+
+func (r *podRunner) checkLiveness(client *http.Client, c corev1.Container, l *liveness) {
+	p := c.LivenessProbe
+	if p == nil || p.HTTPGet == nil {
+		return
+	}
+	r.mu.Lock()
+	cmd, running := r.procs[c.Name]
+	var started time.Time
+	if st := r.statuses[c.Name]; st != nil && st.State.Running != nil {
+		started = st.State.Running.StartedAt.Time
+	}
+	r.mu.Unlock()
+	if !running || cmd.Process == nil {
+		return
+	}
+	now := time.Now()
+	if l.pid != cmd.Process.Pid { // a new process starts with a clean slate
+		*l = liveness{pid: cmd.Process.Pid, next: started.Add(time.Duration(p.InitialDelaySeconds) * time.Second)}
+	}
+	if now.Before(l.next) {
+		return
+	}
+	l.next = now.Add(time.Duration(max(p.PeriodSeconds, 1)) * time.Second)
+	if r.probe(client, c, p) {
+		l.failures = 0
+		return
+	}
+	l.failures++
+	if l.failures < max(p.FailureThreshold, 1) {
+		return
+	}
+	r.a.log.Warn("liveness probe failed: killing the container", "pod", r.key(), "container", c.Name, "failures", l.failures)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	l.failures = 0
+}
+
 func (r *podRunner) containerReady(client *http.Client, c corev1.Container) bool {
 	r.mu.Lock()
 	_, running := r.procs[c.Name]
@@ -685,10 +747,14 @@ func (r *podRunner) containerReady(client *http.Client, c corev1.Container) bool
 	if !running {
 		return false
 	}
-	p := c.ReadinessProbe
-	if p == nil || p.HTTPGet == nil {
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil {
 		return true
 	}
+	return r.probe(client, c, c.ReadinessProbe)
+}
+
+// probe runs an httpGet probe against the pod's address.
+func (r *podRunner) probe(client *http.Client, c corev1.Container, p *corev1.Probe) bool {
 	port := resolvePort(c, p.HTTPGet.Port)
 	if port == 0 {
 		return false

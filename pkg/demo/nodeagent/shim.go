@@ -25,6 +25,12 @@ type ShimSpec struct {
 	Argv   []string `json:"argv"`
 	// User is who the program runs as; nil keeps root.
 	User *User `json:"user,omitempty"`
+	// ReadOnlyRoot makes / read-only for the program
+	// (readOnlyRootFilesystem); the bind mounts keep their own modes.
+	ReadOnlyRoot bool `json:"readOnlyRoot,omitempty"`
+	// NoNewPrivs keeps the program and its children from gaining
+	// privileges through set-user-ID files (allowPrivilegeEscalation: false).
+	NoNewPrivs bool `json:"noNewPrivs,omitempty"`
 }
 
 // User is a container's identity: runAsUser, runAsGroup, and the pod's
@@ -88,6 +94,16 @@ func runShim(specFile string) error {
 			if err := syscall.Mount("", m.Target, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 				return fmt.Errorf("read-only remount of %s: %w", m.Target, err)
 			}
+		}
+	}
+	if spec.ReadOnlyRoot {
+		if err := syscall.Mount("", "/", "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("read-only remount of /: %w", err)
+		}
+	}
+	if spec.NoNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("no_new_privs: %w", err)
 		}
 	}
 	argv0 := spec.Argv[0]
