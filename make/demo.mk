@@ -24,7 +24,7 @@ csi-driver-bin: ## Build the cert-manager csi-driver v0.12.0 into bin/cert-manag
 	  cd "$(CSI_DRIVER_TOOLS)" && $(GO) build -o "$(CSI_DRIVER_BIN)" github.com/cert-manager/csi-driver/cmd; \
 	fi
 
-demo: k8s-bins csi-driver-bin $(BIN)/helm ## Run the live demo (root): real cert-manager + CSI driver, rotations under load. DEMO_FLAGS='--duration 2m'.
+demo: k8s-bins kubectl-bin csi-driver-bin $(BIN)/helm ## Run the live demo (root): real cert-manager + CSI driver, rotations under load. DEMO_FLAGS='--duration 2m'.
 	$(GO) build -o "$(BIN)/mtls-demo" ./cmd/demo
 	"$(BIN)/mtls-demo" --bin-dir "$(BIN)" $(DEMO_FLAGS)
 

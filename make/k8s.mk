@@ -31,3 +31,15 @@ k8s-bins: ## Build etcd, kube-apiserver and kube-controller-manager into bin/ (s
 	$(call build-if-stale,etcd,Version: $(ETCD_VERSION),$(ETCD_TOOLS),go.etcd.io/etcd/server/v3,)
 	$(call build-if-stale,kube-apiserver,Kubernetes $(K8S_VERSION),$(K8S_TOOLS),k8s.io/kubernetes/cmd/kube-apiserver,-ldflags "$(K8S_LDFLAGS)")
 	$(call build-if-stale,kube-controller-manager,Kubernetes $(K8S_VERSION),$(K8S_TOOLS),k8s.io/kubernetes/cmd/kube-controller-manager,-ldflags "$(K8S_LDFLAGS)")
+
+# kubectl, for looking around the `make demo` control plane and the kind
+# cluster. `kubectl --version` does not exist, hence its own staleness check.
+.PHONY: kubectl-bin
+kubectl-bin: ## Build kubectl (same Kubernetes version) into bin/kubectl (skips when built).
+	@mkdir -p "$(BIN)"
+	@if "$(BIN)/kubectl" version --client 2>/dev/null | grep -F -- "Client Version: $(K8S_VERSION)" >/dev/null; then \
+	  echo "bin/kubectl: $(K8S_VERSION) already built"; \
+	else \
+	  echo "building bin/kubectl $(K8S_VERSION)"; \
+	  cd "$(K8S_TOOLS)" && $(GO) build -o "$(BIN)/kubectl" -ldflags "$(K8S_LDFLAGS)" k8s.io/kubernetes/cmd/kubectl; \
+	fi

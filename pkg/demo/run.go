@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -121,7 +122,13 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		return sum, err
 	}
 	env.step("load client running: POST https://frontend-svc:8080/submit every %s (frontend -> backend-svc)", o.Interval)
-	fmt.Fprintf(o.Out, "setup took %s\n\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(o.Out, "setup took %s\n", time.Since(start).Round(100*time.Millisecond))
+	kubectl := filepath.Join(o.Env.BinDir, "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		kubectl = "kubectl"
+	}
+	fmt.Fprintf(o.Out, "look around from another terminal: %s --kubeconfig %s -n %s get pods,certificaterequests\n\n",
+		kubectl, filepath.Join(stateDir(o.Env), "admin.kubeconfig"), o.Namespace)
 
 	v := newView(env, rel, o)
 	runCtx := ctx
