@@ -19,10 +19,14 @@ import (
 
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/mtls-demo/mtls-webhook/internal/stats"
+	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
 )
 
 // benchPods is how many pods are created each way.
@@ -86,6 +90,13 @@ func BenchmarkPodCreateLatency(b *testing.B) {
 		}
 		return nil
 	})
+	// One more: mtls-webhook plus the chart's ValidatingAdmissionPolicy
+	// (on by default), which checks every opted-in pod for the volume: what
+	// installing the chart costs a pod create, not only the webhook.
+	vap := namespace(b, cs, "bench-vap", nil)
+	createIssuer(b, c, vap, "ca", cmmeta.ConditionTrue)
+	installChartWebhook(b, cs, "bench-vap", vap)
+	installChartPolicy(b, cs, "bench-vap")
 	ctx := ctxFor(b, 10*time.Minute)
 
 	create := func(ns string, p *corev1.Pod, wantInjected bool) time.Duration {
@@ -128,6 +139,7 @@ func BenchmarkPodCreateLatency(b *testing.B) {
 			{name: "noop", ns: noop, pod: plain},
 			{name: "static", ns: static, pod: plain, injected: true},
 			{name: "preinjected", ns: without, pod: preinjected, injected: true},
+			{name: "with-policy", ns: vap, pod: plain, injected: true},
 		}
 		// Warm up connections (client → API server → webhooks) and caches.
 		for j := range 30 {
@@ -159,6 +171,10 @@ func BenchmarkPodCreateLatency(b *testing.B) {
 		b.ReportMetric(ms(n50-o50), "p50-any-webhook-ms")
 		b.ReportMetric(ms(pre50-o50), "p50-larger-pod-ms")
 		b.ReportMetric(ms(s50-n50-(pre50-o50)), "p50-patch-apply-ms")
+		v50 := p50(all[5])
+		b.ReportMetric(ms(v50), "p50-with-policy-ms")
+		b.ReportMetric(ms(v50-o50), "p50-added-with-policy-ms")
+		fmt.Fprintf(os.Stderr, "  with the chart's ValidatingAdmissionPolicy too: p50 %7.2f ms (added %+.2f ms)\n", ms(v50), ms(v50-o50))
 		fmt.Fprintf(os.Stderr, "  no-op webhook    p50 %7.2f ms  (calling any webhook:        %+.2f ms)\n"+
 			"  pre-injected pod p50 %7.2f ms  (the larger pod, no webhook: %+.2f ms)\n"+
 			"  cached patch     p50 %7.2f ms  (applying the patch:         %+.2f ms)\n"+
@@ -175,7 +191,7 @@ func BenchmarkPodCreateLatency(b *testing.B) {
 		}
 		if i+1 < b.N {
 			// Fresh pods for the next round.
-			for _, ns := range []string{with, without, noop, static} {
+			for _, ns := range []string{with, without, noop, static, vap} {
 				if err := cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 					b.Fatal(err)
 				}
@@ -286,5 +302,66 @@ func cachedPatchHandler(b *testing.B) http.Handler {
 			return &admissionv1.AdmissionResponse{Result: &metav1.Status{Code: http.StatusInternalServerError, Message: err.Error()}}
 		}
 		return &admissionv1.AdmissionResponse{Allowed: true, Patch: p, PatchType: &jsonPatch}
+	})
+}
+
+// installChartPolicy creates the chart's ValidatingAdmissionPolicy and its
+// binding, the binding narrowed to namespaces labelled caseLabel=name (ns)
+// or name-probe, and waits until the API server enforces it: it loads
+// policies asynchronously, and counts only refusals, so a pod in the probe
+// namespace, which no webhook injects, shows when it refuses.
+func installChartPolicy(b *testing.B, cs kubernetes.Interface, name string) {
+	b.Helper()
+	ctx := ctxFor(b, time.Minute)
+	var (
+		policy  admissionregistrationv1.ValidatingAdmissionPolicy
+		binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	)
+	for _, o := range chart.Render(b, chart.HelmBinary(b), chart.WebhookChart, chart.Options{}) {
+		var into any
+		switch o.GetKind() {
+		case "ValidatingAdmissionPolicy":
+			into = &policy
+		case "ValidatingAdmissionPolicyBinding":
+			into = &binding
+		default:
+			continue
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if policy.Name == "" || binding.Name == "" {
+		b.Fatal("the chart rendered no ValidatingAdmissionPolicy and binding")
+	}
+	policy.Name = "it-" + name
+	binding.Name, binding.Spec.PolicyName = "it-"+name, policy.Name
+	sel := binding.Spec.MatchResources.NamespaceSelector
+	if sel == nil {
+		sel = &metav1.LabelSelector{}
+		binding.Spec.MatchResources.NamespaceSelector = sel
+	}
+	sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
+		Key: caseLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{name, name + "-probe"}})
+	probe := namespace(b, cs, name+"-probe", nil)
+	api := cs.AdmissionregistrationV1()
+	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, &policy, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, &binding, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{})
+		_ = api.ValidatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
+	})
+	eventually(b, 30*time.Second, "the API server to enforce the chart's policy", func(ctx context.Context) error {
+		_, err := cs.CoreV1().Pods(probe).Create(ctx, pod("probe", optIn("ca")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil || !strings.Contains(err.Error(), policy.Name) {
+			return errorf("policy %s not enforced yet (%v)", policy.Name, err)
+		}
+		return nil
 	})
 }
