@@ -89,6 +89,7 @@ var required = map[string]map[string][]string{
 		"BenchmarkPodCreateLatency": {"p50-with-ms", "p99-with-ms", "p50-without-ms", "p99-without-ms", "p50-added-ms", "p50-ratio", "p50-noop-ms", "p50-added-vs-noop-ms",
 			"p50-static-ms", "p50-preinjected-ms", "p50-any-webhook-ms", "p50-larger-pod-ms", "p50-patch-apply-ms", "p50-own-ms",
 			"p50-with-policy-ms", "p50-added-with-policy-ms"},
+		"BenchmarkHandlerInABigNamespace": {"default-cache-us", "slim-cache-us", "webhook-us", "webhook/default"},
 	},
 }
 
@@ -449,6 +450,16 @@ func buildReport(m machine, suites []*suite) report {
 				ratios(s, ib, "p50-preinjected-ms", ib, "p50-without-ms"), ms, ms, target{}, "", series(s, ib, "p50-preinjected-ms")),
 		}
 		rows = append(rows, parts...)
+		const bn = "BenchmarkHandlerInABigNamespace"
+		micro := func(v float64) string { return fmtF(v, 0, "µs") }
+		web := series(s, bn, "webhook-us")
+		slimUs := series(s, bn, "slim-cache-us")
+		rows = append(rows,
+			mk(s, ok, "handler in a namespace of 500 Services (each with kubectl's 2 KiB last-applied annotation), through the webhook's cache: slimmed Services, no deep copy, a selector index (BenchmarkHandlerInABigNamespace) vs controller-runtime's default cache listing them all",
+				median(web), median(series(s, bn, "default-cache-us")), series(s, bn, "webhook/default"), micro, micro, target{}, "", web),
+			mk(s, ok, "the same with the slimmed, shared cache but no index: every Service listed vs the default cache",
+				median(slimUs), median(series(s, bn, "default-cache-us")), ratios(s, bn, "slim-cache-us", bn, "default-cache-us"), micro, micro, target{}, "", slimUs),
+		)
 		table("Through the real API server (test/integration)",
 			"`BenchmarkPodCreateLatency`: 300 opted-in pods created one at a time in a namespace the chart's webhook\n"+
 				"configuration selects (API server → webhook over TLS → patch → validation → etcd) and 300 in one it excludes,\n"+

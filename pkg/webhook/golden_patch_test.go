@@ -65,10 +65,11 @@ func goldenCases(t *testing.T) []goldenCase {
 	return cases
 }
 
-// TestPatchEqualsPipelineForEveryGoldenCase is the guard on podPatch and on
-// the one-pass HTTP server: for each of pkg/mutate's golden inputs, the
-// patch the webhook returns over HTTP (the path the API server takes), and
-// the one Handle returns, applied to the request object as the API server
+// TestPatchEqualsPipelineForEveryGoldenCase is the guard on podPatch, on
+// the one-pass HTTP server and on the Service index: for each of
+// pkg/mutate's golden inputs, the patch the webhook returns over HTTP (the
+// path the API server takes), and the ones Handle returns listing every
+// Service or looking them up through the index, applied to the request object as the API server
 // would, give exactly the pod the inject pipeline produced; and a pod the
 // pipeline refuses is denied.
 func TestPatchEqualsPipelineForEveryGoldenCase(t *testing.T) {
@@ -82,8 +83,11 @@ func TestPatchEqualsPipelineForEveryGoldenCase(t *testing.T) {
 			}
 			served := admission.Response{AdmissionResponse: *ar.Response}
 			direct := c.handler.Handle(context.Background(), request(c.raw, c.pod.Namespace))
+			indexed := *c.handler
+			indexed.ServicesIndexed = true
+			viaIndex := indexed.Handle(context.Background(), request(c.raw, c.pod.Namespace))
 
-			for path, resp := range map[string]admission.Response{"over HTTP": served, "Handle": direct} {
+			for path, resp := range map[string]admission.Response{"over HTTP": served, "Handle": direct, "Handle with the Service index": viaIndex} {
 				if !want.Injected {
 					if resp.Allowed {
 						t.Fatalf("%s: the pipeline refuses the pod (%v) but the webhook allowed it", path, want.Errors)

@@ -45,6 +45,10 @@ type Handler struct {
 	// Reader lists Services (normally the manager's cached client). Nil
 	// means no DNS names are derived.
 	Reader client.Reader
+	// ServicesIndexed says Reader has the index of IndexServices: the
+	// handler then looks up only the Services that may select the pod
+	// instead of listing the namespace's.
+	ServicesIndexed bool
 	// Issuers checks that the issuer exists and is Ready. Nil means off.
 	Issuers *IssuerChecker
 	Metrics *Metrics
@@ -104,12 +108,11 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 
 	var services []corev1.Service
 	if _, explicit := pod.Annotations[annotations.DNSNames]; !explicit && h.Reader != nil {
-		list := &corev1.ServiceList{}
-		if err := h.Reader.List(ctx, list, client.InNamespace(pod.Namespace)); err != nil {
+		var err error
+		if services, err = h.candidateServices(ctx, pod); err != nil {
 			log.Error(err, "listing Services for derived DNS names")
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("listing Services in %s: %w", pod.Namespace, err)), ResultError
 		}
-		services = list.Items
 	}
 
 	out := h.Injector.Inject(pod, services)
@@ -136,6 +139,25 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 	}
 	log.V(1).Info("injected", "status", out.Pod.Annotations[annotations.Status], "patchBytes", len(resp.Patch), "fallbackOps", len(resp.Patches))
 	return resp, ResultInjected
+}
+
+// candidateServices returns the Services of the pod's namespace that may
+// select it; mutate.DeriveDNSNames makes the exact match.
+func (h *Handler) candidateServices(ctx context.Context, pod *corev1.Pod) ([]corev1.Service, error) {
+	if !h.ServicesIndexed {
+		list := &corev1.ServiceList{}
+		err := h.Reader.List(ctx, list, client.InNamespace(pod.Namespace))
+		return list.Items, err
+	}
+	var services []corev1.Service
+	for k, v := range pod.Labels {
+		list := &corev1.ServiceList{}
+		if err := h.Reader.List(ctx, list, client.InNamespace(pod.Namespace), client.MatchingFields{serviceSelectorIndex: selectorPair(k, v)}); err != nil {
+			return nil, err
+		}
+		services = append(services, list.Items...)
+	}
+	return services, nil
 }
 
 // patchResponse allows the pod with the patch that turns pod into mutated.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,8 @@ func fakeReader(tb testing.TB, objs ...client.Object) client.Reader {
 	if err := cmapi.AddToScheme(scheme); err != nil {
 		tb.Fatal(err)
 	}
-	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&cmapi.Issuer{}).Build()
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&cmapi.Issuer{}).
+		WithIndex(&corev1.Service{}, serviceSelectorIndex, serviceIndexKeys).Build()
 }
 
 func peerPod(tb testing.TB) []byte {
@@ -332,5 +334,42 @@ func TestMetricsCanBeCreatedTwiceOnOneRegistry(t *testing.T) {
 	b.observe(ResultInjected, time.Millisecond)
 	if got := testutil.ToFloat64(a.admissions.WithLabelValues(ResultInjected)); got != 2 {
 		t.Errorf("shared counter = %v, want 2", got)
+	}
+}
+
+func TestSlimServiceKeepsWhatDerivationReads(t *testing.T) {
+	svc := &corev1.Service{
+		TypeMeta: metav1.TypeMeta{Kind: "Service", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "prod", UID: "u1", ResourceVersion: "7",
+			Labels:        map[string]string{"team": "a"},
+			Annotations:   map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 4096)},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Type: corev1.ServiceTypeClusterIP,
+			Ports: []corev1.ServicePort{{Port: 443}}, ClusterIP: "10.0.0.1"},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "1.2.3.4"}}}},
+	}
+	got, err := SlimService(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &corev1.Service{
+		TypeMeta:   svc.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "prod", UID: "u1", ResourceVersion: "7"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Type: corev1.ServiceTypeClusterIP},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("slimmed Service (-want +got):\n%s", diff)
+	}
+	// What derivation sees is the same either way.
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Labels: map[string]string{"app": "web"}}}
+	full := mutate.DeriveDNSNames(pod, []corev1.Service{*svc}, "cluster.local")
+	slim := mutate.DeriveDNSNames(pod, []corev1.Service{*got.(*corev1.Service)}, "cluster.local")
+	if len(full) == 0 || !slices.Equal(full, slim) {
+		t.Errorf("derived names differ: full %v, slim %v", full, slim)
+	}
+	// Anything else, such as a deletion tombstone, passes through.
+	tomb := "tombstone"
+	if out, _ := SlimService(tomb); out != tomb {
+		t.Errorf("non-Service changed: %v", out)
 	}
 }

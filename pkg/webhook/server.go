@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -68,10 +69,7 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 		HealthProbeBindAddress: o.HealthAddr,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		Logger:                 o.Log,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only what the handler reads: selectors and names, no payloads.
-			&corev1.Service{}: {},
-		}},
+		Cache:                  CacheOptions(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
@@ -82,7 +80,10 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 
-	h := &Handler{Injector: o.Injector, Reader: mgr.GetClient(), Metrics: metrics, Log: o.Log.WithName("admission")}
+	if err := IndexServices(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, fmt.Errorf("indexing Services: %w", err)
+	}
+	h := &Handler{Injector: o.Injector, Reader: mgr.GetClient(), ServicesIndexed: true, Metrics: metrics, Log: o.Log.WithName("admission")}
 	watch := []client.Object{&corev1.Service{}}
 	if o.IssuerCheck != IssuerCheckOff {
 		switch ok, err := issuerCRDsInstalled(mgr.GetRESTMapper()); {
@@ -133,6 +134,62 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// CacheOptions are the manager's cache settings. The handler lists every
+// Service of a pod's namespace on each admission, so Services are stored
+// slimmed to what it reads (name, namespace, selector, type: no
+// annotations, managed fields or status) and handed out without the deep
+// copy a cache read makes by default: nothing may modify them.
+func CacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Service{}: {Transform: SlimService, UnsafeDisableDeepCopy: new(true)},
+	}}
+}
+
+// serviceSelectorIndex indexes Services by one pair of their selector, the
+// first key in sorted order with its value: a Service can only select a pod
+// that carries that very label, so looking up each of a pod's labels finds
+// every candidate once, however many Services the namespace holds.
+const serviceSelectorIndex = "mtls.demo/selector-pair"
+
+// IndexServices registers the index Handler uses when ServicesIndexed is
+// set.
+func IndexServices(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &corev1.Service{}, serviceSelectorIndex, serviceIndexKeys)
+}
+
+func serviceIndexKeys(obj client.Object) []string {
+	svc, ok := obj.(*corev1.Service)
+	if !ok || len(svc.Spec.Selector) == 0 || svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil
+	}
+	first := ""
+	for k := range svc.Spec.Selector {
+		if first == "" || k < first {
+			first = k
+		}
+	}
+	return []string{selectorPair(first, svc.Spec.Selector[first])}
+}
+
+func selectorPair(key, value string) string { return key + "=" + value }
+
+// SlimService keeps the parts of a Service that DNS-name derivation reads;
+// anything else (a deletion tombstone) passes through unchanged.
+func SlimService(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Service{
+		TypeMeta: svc.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: svc.Name, Namespace: svc.Namespace, UID: svc.UID, ResourceVersion: svc.ResourceVersion,
+			DeletionTimestamp: svc.DeletionTimestamp,
+		},
+		Spec: corev1.ServiceSpec{Selector: svc.Spec.Selector, Type: svc.Spec.Type},
+	}, nil
 }
 
 // NewHTTPHandler serves h over HTTP the way the API server calls it: an
