@@ -20,6 +20,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -118,11 +119,21 @@ func readFiles(p Paths) (rawFiles, error) {
 	}{{p.Cert, &r.cert}, {p.Key, &r.key}, {p.CA, &r.ca}} {
 		data, err := os.ReadFile(f.path)
 		if err != nil {
-			return r, &LoadError{Reason: ReasonRead, Err: err}
+			return r, &LoadError{Reason: ReasonRead, Err: explainRead(err, os.Getuid(), os.Getgid())}
 		}
 		*f.dst = data
 	}
 	return r, nil
+}
+
+// explainRead adds the usual cause to a permission error: the driver makes
+// the files readable by root and the volume's fs-group only.
+func explainRead(err error, uid, gid int) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return fmt.Errorf("%w (running as uid %d, gid %d; the CSI driver makes the files readable by root and the "+
+		"volume's fs-group only: give the pod securityContext.fsGroup or runAsGroup, or set mtls.demo/fs-group)", err, uid, gid)
 }
 
 // Load reads and validates the set named by p once.
