@@ -127,6 +127,9 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 	}
 	if len(errs) > 0 {
 		log.Info("refused", "causes", errs.ToAggregate().Error())
+		if h.Metrics != nil {
+			h.Metrics.denied(errs)
+		}
 		status := apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, podName(pod), errs).ErrStatus
 		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
 			Allowed: false, Result: &status, Warnings: warnings,

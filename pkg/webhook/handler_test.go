@@ -373,3 +373,32 @@ func TestSlimServiceKeepsWhatDerivationReads(t *testing.T) {
 		t.Errorf("non-Service changed: %v", out)
 	}
 }
+
+func TestDenialCausesAreCountedByField(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{Injector: testInjector(t), Metrics: m}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Annotations: map[string]string{
+		annotations.Enable: "true", annotations.Duration: "forever"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "a", Image: "x", SecurityContext: &corev1.SecurityContext{RunAsGroup: new(int64(1))}},
+			{Name: "b", Image: "x", SecurityContext: &corev1.SecurityContext{RunAsGroup: new(int64(2))}}}}}
+	// Two pods: the duration is refused by Parse; with a valid duration the
+	// containers' groups conflict, a cause on an indexed field.
+	h.Handle(context.Background(), request(podJSON(t, pod), "ns"))
+	pod.Annotations[annotations.Duration] = "48h"
+	if resp := h.Handle(context.Background(), request(podJSON(t, pod), "ns")); resp.Allowed {
+		t.Fatal("conflicting groups allowed")
+	}
+	for field, want := range map[string]float64{
+		"metadata.annotations[mtls.demo/duration]":      1,
+		"spec.containers[*].securityContext.runAsGroup": 1,
+	} {
+		if got := testutil.ToFloat64(m.causes.WithLabelValues(field)); got != want {
+			t.Errorf("mtls_webhook_denial_causes_total{field=%q} = %v, want %v", field, got, want)
+		}
+	}
+}

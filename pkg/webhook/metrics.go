@@ -2,7 +2,10 @@ package webhook
 
 import (
 	"errors"
+	"regexp"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,6 +14,7 @@ import (
 // webhook metrics on the metrics endpoint.
 type Metrics struct {
 	admissions *prometheus.CounterVec
+	causes     *prometheus.CounterVec
 	duration   prometheus.Histogram
 }
 
@@ -21,6 +25,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "mtls_webhook_admissions_total",
 			Help: "Pod admission reviews by result: injected, skipped (not opted in or not a pod create), denied (bad annotations or policy), error.",
 		}, []string{"result"}),
+		causes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mtls_webhook_denial_causes_total",
+			Help: "Causes of refused pods by the field they name (metadata.annotations[mtls.demo/duration], spec.containers[*].securityContext.runAsGroup, ...): which annotations users get wrong.",
+		}, []string{"field"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mtls_webhook_mutation_duration_seconds",
 			Help:    "Time spent on one admission review, from reading the request body to writing the response.",
@@ -32,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	var err error
 	if m.admissions, err = register(reg, m.admissions); err != nil {
+		return nil, err
+	}
+	if m.causes, err = register(reg, m.causes); err != nil {
 		return nil, err
 	}
 	if m.duration, err = register(reg, m.duration); err != nil {
@@ -60,4 +71,14 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 func (m *Metrics) observe(result string, d time.Duration) {
 	m.admissions.WithLabelValues(result).Inc()
 	m.duration.Observe(d.Seconds())
+}
+
+// listIndex matches the list indexes of a field path, which the denial
+// metric folds into [*] so that its label values stay few.
+var listIndex = regexp.MustCompile(`\[[0-9]+\]`)
+
+func (m *Metrics) denied(errs field.ErrorList) {
+	for _, e := range errs {
+		m.causes.WithLabelValues(listIndex.ReplaceAllString(e.Field, "[*]")).Inc()
+	}
 }
