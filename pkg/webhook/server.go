@@ -136,11 +136,11 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 	return mgr, nil
 }
 
-// CacheOptions are the manager's cache settings. The handler lists every
-// Service of a pod's namespace on each admission, so Services are stored
-// slimmed to what it reads (name, namespace, selector, type: no
-// annotations, managed fields or status) and handed out without the deep
-// copy a cache read makes by default: nothing may modify them.
+// CacheOptions are the manager's cache settings. The handler reads
+// Services on every admission, so they are stored slimmed to what it reads
+// (name, namespace, selector, type: no annotations, managed fields or
+// status) and handed out without the deep copy a cache read makes by
+// default: nothing may modify them.
 func CacheOptions() cache.Options {
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Service{}: {Transform: SlimService, UnsafeDisableDeepCopy: new(true)},
