@@ -38,6 +38,10 @@ func TestInjectedPodsGetCertificates(t *testing.T) {
 		}
 		if vol == nil || vol.CSI == nil || vol.CSI.Driver != "csi.cert-manager.io" || !ptr.Deref(vol.CSI.ReadOnly, false) {
 			t.Errorf("%s: want a read-only csi.cert-manager.io volume mtls-certs, got %+v", pod.Name, vol)
+		} else if g := vol.CSI.VolumeAttributes["csi.cert-manager.io/fs-group"]; g != "65532" {
+			// The apps run as 65532:65532 and can read tls.key only through
+			// this group (the driver writes it 0440, root and the group).
+			t.Errorf("%s: csi.cert-manager.io/fs-group = %q, want 65532 (the chart's runAsGroup)", pod.Name, g)
 		}
 		c := pod.Spec.Containers[0]
 		if c.Image != image(app) {
