@@ -61,7 +61,13 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 
 	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host: o.Host, Port: o.Port, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			// HTTP/1.1 only: the API server calls webhooks over HTTP/1.1
+			// anyway, and HTTP/2 would only add attack surface (rapid
+			// reset, CVE-2023-44487, and its kin).
+			c.NextProtos = []string{"http/1.1"}
+		}},
 	})
 	mgr, err := manager.New(cfg, manager.Options{
 		Scheme:                 scheme,

@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -370,4 +373,32 @@ func waitNoWarnings(t testing.TB, cs kubernetes.Interface, warns *warnings, ns, 
 		return nil
 	})
 	warns.take()
+}
+
+// TestWebhookSpeaksHTTP1Only: the API server calls webhooks over HTTP/1.1,
+// so the webhook offers nothing else; a client that insists on HTTP/2 is
+// refused in the TLS handshake.
+func TestWebhookSpeaksHTTP1Only(t *testing.T) {
+	requireWebhook(t)
+	u, err := url.Parse(suite.webhookURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(protos ...string) (*tls.Conn, error) {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		return tls.DialWithDialer(d, "tcp", u.Host, &tls.Config{RootCAs: suite.webhook.ca.pool(), ServerName: u.Hostname(),
+			NextProtos: protos, MinVersion: tls.VersionTLS12})
+	}
+	conn, err := dial("h2", "http/1.1")
+	if err != nil {
+		t.Fatalf("a client offering h2 and http/1.1: %v", err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Errorf("negotiated %q, want http/1.1", p)
+	}
+	_ = conn.Close()
+	if conn, err := dial("h2"); err == nil {
+		_ = conn.Close()
+		t.Errorf("an h2-only client was accepted (negotiated %q)", conn.ConnectionState().NegotiatedProtocol)
+	}
 }
