@@ -19,6 +19,9 @@ func FuzzParse(f *testing.F) {
 			Enable: enable, Issuer: issuer, IssuerKind: kind, Duration: dur, RenewBefore: renew,
 			KeyAlgorithm: alg, KeySize: size, MountPath: mount, DNSNames: dns, URISANs: uris,
 			Containers: containers, App: app,
+			// The key size's string doubles as the group ID, so the corpus
+			// keeps its shape while fs-group's number parsing is fuzzed too.
+			FSGroup: size,
 		}
 		if extra != "" {
 			ann[extra] = "x"
@@ -54,6 +57,8 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted algorithm %q", cfg.KeyAlgorithm)
 		case !path.IsAbs(cfg.MountPath) || cfg.MountPath == "/" || path.Clean(cfg.MountPath) != cfg.MountPath:
 			t.Fatalf("accepted mount path %q", cfg.MountPath)
+		case cfg.FSGroup == nil || *cfg.FSGroup < 1 || *cfg.FSGroup > MaxFSGroup:
+			t.Fatalf("accepted fs-group %v from %q", cfg.FSGroup, size)
 		case cfg.Issuer.Name == "":
 			t.Fatal("accepted an empty issuer name")
 		case cfg.App != "" && cfg.App != AppFrontend && cfg.App != AppBackend:
