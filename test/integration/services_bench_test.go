@@ -34,8 +34,8 @@ const bigNamespaceServices = 500
 // BenchmarkHandlerInABigNamespace measures the handler where the Services
 // lookup matters: a namespace with 500 Services, each carrying kubectl's
 // last-applied-configuration annotation, as `kubectl apply` leaves them.
-// The handler lists them all for every pod (to derive DNS names), through
-// a real informer cache on the API server: with controller-runtime's
+// The handler reads them for every pod (to derive DNS names), through a
+// real informer cache on the API server: with controller-runtime's
 // defaults (whole objects, deep-copied on every read), with the webhook's
 // CacheOptions (slimmed, shared), and with those plus the selector index
 // the webhook looks candidates up in. The caches are filled and run side
