@@ -289,10 +289,10 @@ func keyUsages(alg string) string {
 // With none of these only root can read tls.key, which is worth a warning
 // when a selected container is known to run as another user.
 func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []int, demoImage bool) (*int64, string, field.ErrorList) {
-	if cfg.FSGroup != nil {
-		return cfg.FSGroup, "", nil
-	}
 	psc := pod.Spec.SecurityContext
+	if cfg.FSGroup != nil {
+		return cfg.FSGroup, groupMismatch(pod, psc, targets, *cfg.FSGroup), nil
+	}
 	if psc != nil && psc.FSGroup != nil && *psc.FSGroup > 0 {
 		return psc.FSGroup, "", nil
 	}
@@ -328,6 +328,24 @@ func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []int, demoImage b
 		}
 	}
 	return nil, "", nil
+}
+
+// groupMismatch warns when mtls.demo/fs-group names a group that a selected
+// container, known to run as non-root, is not in: neither its runAsGroup
+// nor the pod's fsGroup or supplementalGroups.
+func groupMismatch(pod *corev1.Pod, psc *corev1.PodSecurityContext, targets []int, gid int64) string {
+	if psc != nil && ((psc.FSGroup != nil && *psc.FSGroup == gid) || slices.Contains(psc.SupplementalGroups, gid)) {
+		return ""
+	}
+	for _, i := range targets {
+		c := &pod.Spec.Containers[i]
+		g := effectiveRunAsGroup(psc, c)
+		if g != nil && *g != gid && runsAsNonRoot(psc, c) {
+			return fmt.Sprintf("%s is %d, but container %s runs as group %d without it: it cannot read %s; use its group, or add %d to spec.securityContext.supplementalGroups",
+				annotations.FSGroup, gid, c.Name, *g, KeyFile, gid)
+		}
+	}
+	return ""
 }
 
 // effectiveRunAsGroup is the container's runAsGroup, else the pod's.
