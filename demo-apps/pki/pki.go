@@ -208,6 +208,39 @@ func (ca *CA) Issue(spec LeafSpec) (*Leaf, error) {
 	return &Leaf{Cert: cert, CertPEM: pemBlock("CERTIFICATE", der), KeyPEM: pemBlock("PRIVATE KEY", keyDER)}, nil
 }
 
+// LoopbackServer is the spec of a serving certificate for a server on this
+// machine (127.0.0.1 and localhost), the way the local control plane dials
+// the webhook.
+func LoopbackServer(commonName string) LeafSpec {
+	return LeafSpec{CommonName: commonName, DNSNames: []string{"localhost"},
+		IPs: []net.IP{net.ParseIP("127.0.0.1")}, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+}
+
+// WriteServingPair issues a LoopbackServer leaf from ca and writes it into
+// dir as tls.crt and tls.key (0600), the files a server's --cert-dir holds.
+func (ca *CA) WriteServingPair(dir, commonName string) (*Leaf, error) {
+	leaf, err := ca.Issue(LoopbackServer(commonName))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	for name, data := range map[string][]byte{KeyName: leaf.KeyPEM, CertName: leaf.CertPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return leaf, nil
+}
+
+// Pool returns a pool that trusts ca.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
+	return p
+}
+
 // Bundle concatenates CA certificates into one ca.crt, the form a CA
 // rollover takes: old and new CA side by side.
 func Bundle(cas ...*CA) []byte {

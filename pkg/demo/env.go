@@ -8,7 +8,6 @@ package demo
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -462,18 +461,7 @@ func writeServingCert(dir string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := ca.Issue(pki.LeafSpec{CommonName: "mtls-webhook", DNSNames: []string{"localhost"},
-		IPs: []net.IP{net.ParseIP("127.0.0.1")}, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, pki.KeyName), leaf.KeyPEM, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, pki.CertName), leaf.CertPEM, 0o600); err != nil {
+	if _, err := ca.WriteServingPair(dir, "mtls-webhook"); err != nil {
 		return nil, err
 	}
 	return ca.CertPEM, nil

@@ -339,7 +339,7 @@ func TestIssuerCheck(t *testing.T) {
 		proc, _ := startWebhookProcess(t, "deny", ca, "--issuer-check=deny")
 		ns := namespace(t, cs, "issuer-deny", nil)
 		createIssuer(t, c, ns, "ready", cmmeta.ConditionTrue)
-		install(t, cs, chartWebhookConfig(t, "issuer-deny", proc.url, ca.pem))
+		install(t, cs, chartWebhookConfig(t, "issuer-deny", proc.url, ca.CertPEM))
 		waitNoWarnings(t, cs, warns, ns, "ready")
 
 		got, err := cs.CoreV1().Pods(ns).Create(ctxFor(t, 10*time.Second), pod("ready", optIn("ready")), metav1.CreateOptions{})
@@ -386,7 +386,7 @@ func TestWebhookSpeaksHTTP1Only(t *testing.T) {
 	}
 	dial := func(protos ...string) (*tls.Conn, error) {
 		d := &net.Dialer{Timeout: 5 * time.Second}
-		return tls.DialWithDialer(d, "tcp", u.Host, &tls.Config{RootCAs: suite.webhook.ca.pool(), ServerName: u.Hostname(),
+		return tls.DialWithDialer(d, "tcp", u.Host, &tls.Config{RootCAs: suite.webhook.ca.Pool(), ServerName: u.Hostname(),
 			NextProtos: protos, MinVersion: tls.VersionTLS12})
 	}
 	conn, err := dial("h2", "http/1.1")

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -70,9 +69,9 @@ func BenchmarkPodCreateLatency(b *testing.B) {
 		noopCalls.Add(1)
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}))
-	install(b, cs, chartWebhookConfig(b, "bench-noop", noopSrv.URL+"/mutate-pods", suite.webhook.ca.pem))
+	install(b, cs, chartWebhookConfig(b, "bench-noop", noopSrv.URL+"/mutate-pods", suite.webhook.ca.CertPEM))
 	staticSrv := tlsServer(b, suite.webhook.ca, cachedPatchHandler(b))
-	install(b, cs, chartWebhookConfig(b, "bench-static", staticSrv.URL+"/mutate-pods", suite.webhook.ca.pem))
+	install(b, cs, chartWebhookConfig(b, "bench-static", staticSrv.URL+"/mutate-pods", suite.webhook.ca.CertPEM))
 	eventually(b, 30*time.Second, "the API server to call the no-op webhook", func(ctx context.Context) error {
 		_, _ = cs.CoreV1().Pods(noop).Create(ctx, pod("probe", optIn("ca")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if noopCalls.Load() == 0 {
@@ -254,10 +253,8 @@ func handlerSeconds(b *testing.B) histSample {
 // applying that very patch, without the webhook's own. The first review is
 // forwarded to the suite's webhook to learn the patch.
 func cachedPatchHandler(b *testing.B) http.Handler {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(suite.webhook.ca.pem)
 	forward := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		TLSClientConfig: &tls.Config{RootCAs: suite.webhook.ca.Pool(), MinVersion: tls.VersionTLS12},
 	}}
 	var (
 		mu    sync.Mutex

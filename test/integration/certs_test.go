@@ -15,23 +15,14 @@ import (
 
 // testCA signs the webhook's serving certificates. The API server trusts it
 // through the MutatingWebhookConfiguration's caBundle.
-type testCA struct {
-	*pki.CA
-	pem []byte
-}
+type testCA struct{ *pki.CA }
 
 func newCA(cn string) (*testCA, error) {
 	ca, err := pki.NewCA(cn, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	return &testCA{CA: ca, pem: ca.CertPEM}, nil
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.Cert)
-	return p
+	return &testCA{CA: ca}, nil
 }
 
 // servingCert is a leaf for 127.0.0.1 and localhost, the addresses the API
@@ -44,12 +35,7 @@ type servingCert struct {
 }
 
 func (ca *testCA) issue() (*servingCert, error) {
-	leaf, err := ca.Issue(pki.LeafSpec{
-		CommonName: "mtls-webhook",
-		DNSNames:   []string{"localhost"},
-		IPs:        []net.IP{net.ParseIP("127.0.0.1")},
-		Usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
+	leaf, err := ca.Issue(pki.LoopbackServer("mtls-webhook"))
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ func TestReinvocation(t *testing.T) {
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "sidecar.it.mtls.demo",
 			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: suite.webhook.ca.pem},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: suite.webhook.ca.CertPEM},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
@@ -135,7 +135,7 @@ func TestWebhookDownFailsClosed(t *testing.T) {
 	// kube-system gets the test's label too, so that only the chart's own
 	// exclusion keeps its pods away from the dead webhook.
 	labelNamespace(t, cs, "kube-system", caseLabel, "down")
-	install(t, cs, chartWebhookConfig(t, "down", proc.url, ca.pem))
+	install(t, cs, chartWebhookConfig(t, "down", proc.url, ca.CertPEM))
 	waitInjecting(t, ns)
 
 	proc.kill()
@@ -210,7 +210,7 @@ func TestSlowWebhookTimesOut(t *testing.T) {
 		}
 	}))
 	// The chart's value, set to its lower bound: 1 second.
-	install(t, cs, chartWebhookConfig(t, "slow", slow.URL+"/mutate-pods", suite.webhook.ca.pem, "mutatingWebhook.timeoutSeconds=1"))
+	install(t, cs, chartWebhookConfig(t, "slow", slow.URL+"/mutate-pods", suite.webhook.ca.CertPEM, "mutatingWebhook.timeoutSeconds=1"))
 	eventually(t, 30*time.Second, "the API server to call the slow webhook", func(ctx context.Context) error {
 		if calls.Load() > 0 {
 			return nil
@@ -256,7 +256,7 @@ func TestServingCertificateRotation(t *testing.T) {
 	proxy := newTCPProxy(t, proc.addr)
 	ns := namespace(t, cs, "rotate", nil)
 	createIssuer(t, c, ns, "ca", cmmeta.ConditionTrue)
-	mwc := chartWebhookConfig(t, "rotate", "https://"+proxy.addr()+"/mutate-pods", oldCA.pem)
+	mwc := chartWebhookConfig(t, "rotate", "https://"+proxy.addr()+"/mutate-pods", oldCA.CertPEM)
 	install(t, cs, mwc)
 	waitInjecting(t, ns)
 
@@ -342,7 +342,7 @@ func TestServingCertificateRotation(t *testing.T) {
 	waitServing := func(leaf *servingCert, step string) {
 		t.Helper()
 		eventually(t, 30*time.Second, "the webhook to serve the certificate of "+step, func(context.Context) error {
-			serial, err := servedSerial(proc.addr, leaf.ca.pool())
+			serial, err := servedSerial(proc.addr, leaf.ca.Pool())
 			if err != nil {
 				return err
 			}
@@ -390,7 +390,7 @@ func TestServingCertificateRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setBundle(append(append([]byte{}, oldCA.pem...), newCA.pem...))
+	setBundle(append(append([]byte{}, oldCA.CertPEM...), newCA.CertPEM...))
 	churn(40, "the two-CA bundle")
 
 	// 3. Serve a leaf from the new CA.
@@ -406,7 +406,7 @@ func TestServingCertificateRotation(t *testing.T) {
 
 	// 4. Drop the old CA: every new connection must verify against the new
 	// one alone.
-	setBundle(newCA.pem)
+	setBundle(newCA.CertPEM)
 	churn(40, "dropping the old CA")
 	if n := created.Load(); n < 200 {
 		churn(200-n, "reaching 200 pods")
@@ -424,10 +424,10 @@ func TestServingCertificateRotation(t *testing.T) {
 		t.Errorf("%d pod creations failed during the rotation, want 0; first: %s", len(failures), failures[0])
 	}
 	// The old CA no longer verifies what is served; the new one does.
-	if _, err := servedSerial(proc.addr, oldCA.pool()); err == nil {
+	if _, err := servedSerial(proc.addr, oldCA.Pool()); err == nil {
 		t.Error("the webhook still presents a certificate the old CA verifies")
 	}
-	serial, err := servedSerial(proc.addr, newCA.pool())
+	serial, err := servedSerial(proc.addr, newCA.Pool())
 	if err != nil {
 		t.Fatal(err)
 	}

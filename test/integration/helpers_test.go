@@ -165,7 +165,7 @@ func install(t testing.TB, cs kubernetes.Interface, mwc *admissionregistrationv1
 // API server loads webhook configurations asynchronously.
 func installChartWebhook(t testing.TB, cs kubernetes.Interface, name, ns string, set ...string) {
 	t.Helper()
-	install(t, cs, chartWebhookConfig(t, name, suite.webhookURL, suite.webhook.ca.pem, set...))
+	install(t, cs, chartWebhookConfig(t, name, suite.webhookURL, suite.webhook.ca.CertPEM, set...))
 	waitInjecting(t, ns)
 }
 

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -210,23 +209,10 @@ func writeSelfSigned(dir string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := ca.Issue(pki.LeafSpec{CommonName: "mtls-webhook-load", IPs: []net.IP{net.ParseIP("127.0.0.1")},
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	if err != nil {
+	if _, err := ca.WriteServingPair(dir, "mtls-webhook-load"); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, pki.CertName), leaf.CertPEM, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, pki.KeyName), leaf.KeyPEM, 0o600); err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	return pool, nil
+	return ca.Pool(), nil
 }
 
 // webhook is one running `mtls-webhook serve` process.
