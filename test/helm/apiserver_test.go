@@ -2,15 +2,21 @@ package helm
 
 import (
 	"context"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -220,20 +226,16 @@ func refusedWith(c client.Client, pod *corev1.Pod, want ...string) func() error 
 	return func() error {
 		err := createDryRun(c, pod)
 		if err == nil {
-			return errString("pod was admitted")
+			return errors.New("pod was admitted")
 		}
 		for _, w := range want {
 			if !strings.Contains(err.Error(), w) {
-				return errString("error does not contain " + w + ": " + err.Error())
+				return errors.New("error does not contain " + w + ": " + err.Error())
 			}
 		}
 		return nil
 	}
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
 
 // TestAdmissionConfiguration exercises the chart's own admission objects on
 // the real API server. No webhook server runs here, so a pod that the
@@ -317,11 +319,32 @@ func TestAdmissionConfiguration(t *testing.T) {
 		if string(*open.Webhooks[0].FailurePolicy) != "Ignore" {
 			t.Fatalf("failurePolicy = %s", *open.Webhooks[0].FailurePolicy)
 		}
+		// A webhook that is reached but fails (500), counted, so the test
+		// knows the API server really went through the fail-open
+		// configuration before the policy refused the pod.
+		var calls atomic.Int64
+		broken := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			calls.Add(1)
+			http.Error(w, "broken on purpose", http.StatusInternalServerError)
+		}))
+		defer broken.Close()
+		url := broken.URL + "/mutate-pods"
+		open.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url,
+			CABundle: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: broken.Certificate().Raw})}
 		if err := c.Create(context.Background(), open); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { _ = c.Delete(context.Background(), open) }()
-		eventually(t, "fail-open refusal", refusedWith(c, optInPod("team-a", "true", false), "the mtls-webhook did not inject it"))
+		refused := refusedWith(c, optInPod("team-a", "true", false), "the mtls-webhook did not inject it")
+		eventually(t, "fail-open webhook called, then the policy refusal", func() error {
+			if err := refused(); err != nil {
+				return err
+			}
+			if calls.Load() == 0 {
+				return errors.New("the API server has not called the fail-open webhook yet")
+			}
+			return nil
+		})
 		if err := createDryRun(c, optInPod("team-a", "", false)); err != nil {
 			t.Fatalf("plain pod refused: %v", err)
 		}
