@@ -200,7 +200,7 @@ func Render(args []string, stdio IO) error {
 
 	var services []corev1.Service
 	if o.ServicesFile != "" {
-		if services, err = readServices(o.ServicesFile); err != nil {
+		if services, err = readServices(o.ServicesFile, o.Namespace); err != nil {
 			return err
 		}
 	}
@@ -231,13 +231,13 @@ func open(name string, stdin io.Reader) (io.Reader, func(), error) {
 	return f, func() { _ = f.Close() }, nil
 }
 
-func readServices(name string) ([]corev1.Service, error) {
+func readServices(name, namespace string) ([]corev1.Service, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("--services: %w", err)
 	}
 	defer func() { _ = f.Close() }()
-	svcs, err := render.ReadServices(f)
+	svcs, err := render.ReadServices(f, namespace)
 	if err != nil {
 		return nil, fmt.Errorf("--services %s: %w", name, err)
 	}

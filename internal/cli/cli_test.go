@@ -51,6 +51,19 @@ func TestRenderUsesServicesFromAFile(t *testing.T) {
 	}
 }
 
+// A Service in --services without a namespace is in --namespace, as one in
+// the rendered input would be.
+func TestRenderPutsNamespacelessServicesInTheNamespaceFlag(t *testing.T) {
+	code, out, errOut := runMain(t, deployment, "render", "-f", "-", "--default-issuer", "shop-ca", "--namespace", "shop",
+		"--services", "testdata/services-no-namespace.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "web-svc,web-svc.shop,web-svc.shop.svc,web-svc.shop.svc.cluster.local") {
+		t.Errorf("DNS names not derived from the namespaceless --services entry:\n%s", out)
+	}
+}
+
 func TestRenderFailsWithTheWebhooksErrors(t *testing.T) {
 	code, out, errOut := runMain(t, deployment, "render", "-f", "-")
 	if code != 1 {

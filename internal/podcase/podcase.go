@@ -42,6 +42,9 @@ func Load(file string) (*corev1.Pod, []corev1.Service, error) {
 		}
 		switch meta.Kind {
 		case "Pod":
+			if pod != nil {
+				return nil, nil, fmt.Errorf("%s: document %d: a second Pod; a case holds one", file, i)
+			}
 			pod = &corev1.Pod{}
 			if err := yaml.UnmarshalStrict(doc, pod); err != nil {
 				return nil, nil, fmt.Errorf("%s: pod: %w", file, err)

@@ -90,6 +90,6 @@ var known = [...]string{
 	FSGroup, UseMTLS, App, Status,
 }
 
-// Keys returns every key the webhook understands, in documentation order. It
-// backs the "did you mean" suggestions for misspelt keys and the docs.
+// Keys returns every key the webhook understands, in documentation order,
+// as the unknown-key warning lists them.
 func Keys() []string { return slices.Clone(known[:]) }

@@ -40,9 +40,8 @@ func defaultConfig() Config {
 
 func TestParseAccepts(t *testing.T) {
 	tests := map[string]struct {
-		ann      map[string]string
-		defaults func(*Defaults)
-		want     func(*Config)
+		ann  map[string]string
+		want func(*Config)
 	}{
 		"a pod without the enable key is left alone": {
 			ann:  map[string]string{"app": "x", Issuer: "ignored"},
@@ -108,9 +107,6 @@ func TestParseAccepts(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			d := testDefaults()
-			if tc.defaults != nil {
-				tc.defaults(&d)
-			}
 			want := defaultConfig()
 			if tc.want != nil {
 				tc.want(&want)

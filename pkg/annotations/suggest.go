@@ -2,6 +2,7 @@ package annotations
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -25,14 +26,7 @@ func unknownKeys(ann map[string]string) []string {
 	return warnings
 }
 
-func isKnown(key string) bool {
-	for _, k := range known {
-		if k == key {
-			return true
-		}
-	}
-	return false
-}
+func isKnown(key string) bool { return slices.Contains(known[:], key) }
 
 // nearest returns the known key with the smallest edit distance from key, if
 // that distance is small enough to be a slip of the keyboard.

@@ -137,7 +137,7 @@ func attributeIn(s string) string {
 		csiapi.IssuerNameKey, csiapi.IssuerKindKey, csiapi.IssuerGroupKey, csiapi.CommonNameKey,
 		csiapi.DNSNamesKey, csiapi.URISANsKey, csiapi.IPSANsKey, csiapi.DurationKey, csiapi.RenewBeforeKey,
 		csiapi.KeyAlgorithmKey, csiapi.KeySizeKey, csiapi.KeyEncodingKey, csiapi.KeyUsagesKey,
-		csiapi.CertFileKey, csiapi.KeyFileKey, csiapi.CAFileKey, csiapi.LiteralSubjectKey,
+		csiapi.CertFileKey, csiapi.KeyFileKey, csiapi.CAFileKey, csiapi.LiteralSubjectKey, csiapi.FSGroupKey,
 	} {
 		if strings.Contains(s, k) && len(k) > len(best) {
 			best = k

@@ -177,7 +177,11 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 		return Result{}, errs
 	}
 
-	attrs := Attributes(cfg, DeriveDNSNames(out, services, opts.ClusterDomain))
+	var derived []string
+	if cfg.DNSNames == nil { // explicit names win; derive only when needed
+		derived = DeriveDNSNames(out, services, opts.ClusterDomain)
+	}
+	attrs := Attributes(cfg, derived)
 	if gid != nil {
 		attrs[AttrFSGroup] = strconv.FormatInt(*gid, 10)
 	}
@@ -440,9 +444,9 @@ func containerNames(cs []corev1.Container) string {
 	return strings.Join(names, ", ")
 }
 
-// appTarget picks the container whose image becomes the demo image: the
-// first listed in mtls.demo/containers, else kubectl's default container when
-// it is selected, else the first container.
+// appTarget picks the container whose image becomes the demo image:
+// kubectl's default container when it is selected, else the first selected
+// container.
 func appTarget(pod *corev1.Pod, targets []int) int {
 	if def := pod.Annotations[DefaultContainerAnnotation]; def != "" {
 		for _, i := range targets {

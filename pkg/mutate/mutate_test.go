@@ -18,7 +18,7 @@ func TestAttributeKeysAreTheDriversOwn(t *testing.T) {
 		AttrCommonName: csiapi.CommonNameKey, AttrDNSNames: csiapi.DNSNamesKey, AttrURISANs: csiapi.URISANsKey,
 		AttrDuration: csiapi.DurationKey, AttrRenewBefore: csiapi.RenewBeforeKey, AttrKeyAlg: csiapi.KeyAlgorithmKey,
 		AttrKeySize: csiapi.KeySizeKey, AttrKeyUsages: csiapi.KeyUsagesKey, AttrCertFile: csiapi.CertFileKey,
-		AttrKeyFile: csiapi.KeyFileKey, AttrCAFile: csiapi.CAFileKey,
+		AttrKeyFile: csiapi.KeyFileKey, AttrCAFile: csiapi.CAFileKey, AttrFSGroup: csiapi.FSGroupKey,
 	}
 	for ours, theirs := range pairs {
 		if ours != theirs {

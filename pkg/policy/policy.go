@@ -6,6 +6,7 @@ package policy
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"strings"
 
@@ -71,9 +72,6 @@ type Policy struct {
 
 // New builds a Policy from flag values. Empty patterns mean the default.
 func New(patterns []string, allowAnyDNSNames bool, clusterDomain string) (Policy, error) {
-	if len(patterns) == 0 {
-		patterns = []string{DefaultAllowedIssuers}
-	}
 	p := Policy{AllowAnyDNSNames: allowAnyDNSNames, ClusterDomain: clusterDomain}
 	for _, s := range patterns {
 		if strings.TrimSpace(s) == "" {
@@ -84,6 +82,13 @@ func New(patterns []string, allowAnyDNSNames bool, clusterDomain string) (Policy
 			return Policy{}, err
 		}
 		p.AllowedIssuers = append(p.AllowedIssuers, ip)
+	}
+	if len(p.AllowedIssuers) == 0 { // none given, or only blanks ("--allowed-issuers=,")
+		ip, err := ParseIssuerPattern(DefaultAllowedIssuers)
+		if err != nil {
+			return Policy{}, err
+		}
+		p.AllowedIssuers = []IssuerPattern{ip}
 	}
 	return p, nil
 }
@@ -121,7 +126,13 @@ func (p Policy) CheckDNSNames(namespace string, names []string) field.ErrorList 
 	}
 	var errs field.ErrorList
 	for _, raw := range names {
-		name := strings.ReplaceAll(raw, "${POD_NAMESPACE}", namespace)
+		// os.Expand, as Parse and the driver do: $POD_NAMESPACE counts too.
+		name := os.Expand(raw, func(v string) string {
+			if v == "POD_NAMESPACE" {
+				return namespace
+			}
+			return "${" + v + "}"
+		})
 		if !strings.Contains(name, ".") || hasAnySuffix(name, suffixes) {
 			continue
 		}

@@ -58,6 +58,8 @@ func TestDNSNamesStayInTheNamespace(t *testing.T) {
 		"*.web.shop.svc": true, "web.${POD_NAMESPACE}.svc": true, "pod-0.web.shop.svc.cluster.local": true,
 		"web.bank": false, "web.bank.svc": false, "example.com": false, "shop": true, ".shop": false,
 		"web.shop.svc.other.domain": false,
+		// Unbraced, as os.Expand in Parse and the driver reads it.
+		"web.$POD_NAMESPACE.svc": true, "${POD_NAME}.web.bank.svc": false,
 	} {
 		errs := p.CheckDNSNames("shop", []string{name})
 		if got := len(errs) == 0; got != ok {
@@ -67,5 +69,17 @@ func TestDNSNamesStayInTheNamespace(t *testing.T) {
 	p.AllowAnyDNSNames = true
 	if errs := p.CheckDNSNames("shop", []string{"example.com"}); len(errs) > 0 {
 		t.Errorf("--allow-any-dns-names still refuses: %v", errs)
+	}
+}
+
+func TestBlankIssuerPatternsMeanTheDefault(t *testing.T) {
+	for _, patterns := range [][]string{nil, {""}, {" ", ""}} {
+		p, err := New(patterns, false, "cluster.local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.AllowedIssuers) != 1 || p.AllowedIssuers[0].String() != DefaultAllowedIssuers {
+			t.Errorf("%q: allowed issuers %v, want only %s", patterns, p.AllowedIssuers, DefaultAllowedIssuers)
+		}
 	}
 }

@@ -261,13 +261,15 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// ReadServices reads the Services among the documents of in, for --services.
-func ReadServices(in io.Reader) ([]corev1.Service, error) {
+// ReadServices reads the Services among the documents of in, for
+// --services; namespace fills in a missing one, as for Services in the
+// rendered input itself.
+func ReadServices(in io.Reader, namespace string) ([]corev1.Service, error) {
 	docs, err := readDocuments(in)
 	if err != nil {
 		return nil, err
 	}
-	return servicesIn(docs, "")
+	return servicesIn(docs, namespace)
 }
 
 // servicesIn decodes the Service documents; namespace fills in a missing one.

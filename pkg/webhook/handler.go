@@ -104,13 +104,15 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 	if pod.Namespace == "" {
 		pod.Namespace = namespace
 	}
-	log := h.Log.WithValues("namespace", pod.Namespace, "pod", podName(pod), "uid", uid)
+	// The pod's key/values go into each log call: WithValues would encode
+	// them on every admission, for lines that are mostly not written.
+	who := func() []any { return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", uid} }
 
 	var services []corev1.Service
 	if _, explicit := pod.Annotations[annotations.DNSNames]; !explicit && h.Reader != nil {
 		var err error
 		if services, err = h.candidateServices(ctx, pod); err != nil {
-			log.Error(err, "listing Services for derived DNS names")
+			h.Log.Error(err, "listing Services for derived DNS names", who()...)
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("listing Services in %s: %w", pod.Namespace, err)), ResultError
 		}
 	}
@@ -126,7 +128,7 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 		errs = append(errs, el...)
 	}
 	if len(errs) > 0 {
-		log.Info("refused", "causes", errs.ToAggregate().Error())
+		h.Log.Info("refused", append(who(), "causes", errs.ToAggregate().Error())...)
 		if h.Metrics != nil {
 			h.Metrics.denied(errs)
 		}
@@ -140,7 +142,9 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 	if resp.Result != nil && !resp.Allowed {
 		return resp, ResultError
 	}
-	log.V(1).Info("injected", "status", out.Pod.Annotations[annotations.Status], "patchBytes", len(resp.Patch), "fallbackOps", len(resp.Patches))
+	if l := h.Log.V(1); l.Enabled() {
+		l.Info("injected", append(who(), "status", out.Pod.Annotations[annotations.Status], "patchBytes", len(resp.Patch), "fallbackOps", len(resp.Patches))...)
+	}
 	return resp, ResultInjected
 }
 

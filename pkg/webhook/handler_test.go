@@ -402,3 +402,25 @@ func TestDenialCausesAreCountedByField(t *testing.T) {
 		}
 	}
 }
+
+// podPatch only expresses additions and replacements, which is all the
+// pipeline makes; anything else falls back to diffing the two encodings.
+// The fallback must still give a patch that turns one pod into the other.
+func TestPatchResponseFallsBackForRemovals(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{"a": "1", "b": "2"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}, {Name: "d", Image: "y"}}}}
+	mutated := pod.DeepCopy()
+	delete(mutated.Annotations, "b")
+	mutated.Spec.Containers = mutated.Spec.Containers[:1]
+	if _, ok := podPatch(pod, mutated); ok {
+		t.Fatal("podPatch claims to express removals; the fallback is then dead")
+	}
+	resp := patchResponse(pod, mutated)
+	if !resp.Allowed || len(resp.Patches) == 0 {
+		t.Fatalf("want an allowed fallback patch, got %+v", resp.AdmissionResponse)
+	}
+	got := applyPatch(t, podJSON(t, pod), resp)
+	if diff := cmp.Diff(mutated, got); diff != "" {
+		t.Errorf("fallback patch result (-want +got):\n%s", diff)
+	}
+}

@@ -44,13 +44,19 @@ type reviewIn struct {
 	Request    *requestIn `json:"request"`
 }
 
-type requestIn struct {
+// requestHeader is what the webhook reads of an AdmissionRequest besides
+// the object.
+type requestHeader struct {
 	UID         types.UID                   `json:"uid"`
 	Resource    metav1.GroupVersionResource `json:"resource"`
 	SubResource string                      `json:"subResource"`
 	Namespace   string                      `json:"namespace"`
 	Operation   admissionv1.Operation       `json:"operation"`
-	Object      *admissionPod               `json:"object"`
+}
+
+type requestIn struct {
+	requestHeader
+	Object *admissionPod `json:"object"`
 }
 
 // reviewRaw is the fallback shape, with the object left undecoded: used
@@ -61,12 +67,8 @@ type reviewRaw struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Request    *struct {
-		UID         types.UID                   `json:"uid"`
-		Resource    metav1.GroupVersionResource `json:"resource"`
-		SubResource string                      `json:"subResource"`
-		Namespace   string                      `json:"namespace"`
-		Operation   admissionv1.Operation       `json:"operation"`
-		Object      json.RawMessage             `json:"object"`
+		requestHeader
+		Object json.RawMessage `json:"object"`
 	} `json:"request"`
 }
 
@@ -118,7 +120,7 @@ func (s reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var in reviewIn
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &in); err != nil {
-		s.serveFallback(w, body, start)
+		s.serveFallback(w, r, body, start)
 		return
 	}
 	version, err := reviewVersion(in.APIVersion, in.Kind)
@@ -144,7 +146,7 @@ func (s reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveFallback answers a body the one-pass decode refused.
-func (s reviewServer) serveFallback(w http.ResponseWriter, body []byte, start time.Time) {
+func (s reviewServer) serveFallback(w http.ResponseWriter, r *http.Request, body []byte, start time.Time) {
 	var in reviewRaw
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &in); err != nil {
 		s.reply(w, reviewV1, "", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the admission review: %w", err)), ResultError, start)
@@ -166,7 +168,7 @@ func (s reviewServer) serveFallback(w http.ResponseWriter, body []byte, start ti
 	if string(in.Request.Object) != "null" {
 		req.Object.Raw = in.Request.Object
 	}
-	resp, result := s.h.handle(context.Background(), req)
+	resp, result := s.h.handle(r.Context(), req)
 	s.reply(w, version, req.UID, resp, result, start)
 }
 
