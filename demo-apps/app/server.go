@@ -103,9 +103,6 @@ func openSource(opts Options, m *Metrics, log *slog.Logger) (*certs.Source, erro
 	return src, nil
 }
 
-// Handler is the main listener's handler, exposed for tests.
-func (s *Service) Handler() http.Handler { return s.mux }
-
 // Metrics exposes the registry, for tests and the ops listener.
 func (s *Service) Metrics() *Metrics { return s.metrics }
 

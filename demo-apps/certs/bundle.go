@@ -46,16 +46,11 @@ type Bundle struct {
 	Roots *x509.CertPool
 	// CAs lists the same CAs for reporting (expiry metrics).
 	CAs []*x509.Certificate
-	// LoadedAt is when this set was put into service.
-	LoadedAt time.Time
 
 	cert   *tls.Certificate
 	digest [sha256.Size]byte
 	server *tls.Config
 }
-
-// Certificate returns the key pair to present to peers.
-func (b *Bundle) Certificate() *tls.Certificate { return b.cert }
 
 // CANotAfter is the earliest expiry among the trusted CAs, the date by which
 // a CA rollover must have happened.
@@ -184,13 +179,12 @@ func parse(raw rawFiles) (*Bundle, error) {
 		return nil, &LoadError{Reason: ReasonChain, Err: fmt.Errorf("tls.crt does not chain to ca.crt: %w", err)}
 	}
 	return &Bundle{
-		Leaf:     chain[0],
-		Serial:   SerialHex(chain[0]),
-		Roots:    roots,
-		CAs:      cas,
-		LoadedAt: time.Now(),
-		cert:     &pair,
-		digest:   raw.digest(),
+		Leaf:   chain[0],
+		Serial: SerialHex(chain[0]),
+		Roots:  roots,
+		CAs:    cas,
+		cert:   &pair,
+		digest: raw.digest(),
 	}, nil
 }
 

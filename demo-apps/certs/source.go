@@ -218,19 +218,21 @@ func (s *Source) serverConfigFor(b *Bundle) *tls.Config {
 		// identity checks and serial logs always see what the peer holds now.
 		SessionTicketsDisabled: true,
 		NextProtos:             []string{"http/1.1"},
-		VerifyConnection:       s.verifyClient,
+		// The roots of the same bundle as ClientCAs, so a reload in the
+		// middle of a handshake cannot pair one CA set with another.
+		VerifyConnection: func(cs tls.ConnectionState) error { return s.verifyClient(cs, b.Roots) },
 	}
 }
 
 // ErrNoClientCertificate is returned to a client that sent no certificate.
 var ErrNoClientCertificate = errors.New("mtls: client certificate required")
 
-func (s *Source) verifyClient(cs tls.ConnectionState) error {
+func (s *Source) verifyClient(cs tls.ConnectionState, roots *x509.CertPool) error {
 	if len(cs.PeerCertificates) == 0 {
 		s.obs.HandshakeFailed("no_client_certificate")
 		return ErrNoClientCertificate
 	}
-	return s.verifyPeer(cs.PeerCertificates, x509.ExtKeyUsageClientAuth, "", "client")
+	return s.verifyPeer(cs.PeerCertificates, roots, x509.ExtKeyUsageClientAuth, "", "client")
 }
 
 // ClientConfig returns a TLS configuration for calling serverName. The
@@ -253,18 +255,18 @@ func (s *Source) ClientConfig(serverName string) (*tls.Config, error) {
 				s.obs.HandshakeFailed("no_server_certificate")
 				return errors.New("mtls: server sent no certificate")
 			}
-			return s.verifyPeer(cs.PeerCertificates, x509.ExtKeyUsageServerAuth, serverName, "server")
+			return s.verifyPeer(cs.PeerCertificates, s.cur.Load().Roots, x509.ExtKeyUsageServerAuth, serverName, "server")
 		},
 	}, nil
 }
 
-func (s *Source) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsage, name, role string) error {
+func (s *Source) verifyPeer(chain []*x509.Certificate, roots *x509.CertPool, usage x509.ExtKeyUsage, name, role string) error {
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
 	_, err := chain[0].Verify(x509.VerifyOptions{
-		Roots:         s.cur.Load().Roots,
+		Roots:         roots,
 		Intermediates: inter,
 		DNSName:       name,
 		KeyUsages:     []x509.ExtKeyUsage{usage},

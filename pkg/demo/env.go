@@ -39,8 +39,10 @@ import (
 	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
 	"github.com/mtls-demo/mtls-webhook/internal/cli"
 	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
+	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/demo/certmanager"
 	"github.com/mtls-demo/mtls-webhook/pkg/demo/nodeagent"
+	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
 
 // NodeName is the one Node of the demo cluster.
@@ -151,8 +153,7 @@ func Start(ctx context.Context, o EnvOptions) (_ *Env, err error) {
 		}
 	}()
 	runCtx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.stops = append(e.stops, cancel)
+	e.cancel = cancel // Stop cancels it before running e.stops
 
 	if _, err := nodeagent.UnmountAll(o.StateDir); err != nil {
 		return nil, err
@@ -439,7 +440,7 @@ func (e *Env) startWebhook(ctx context.Context) error {
 		return err
 	}
 	probe := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "mtls-probe", Annotations: map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "probe"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "mtls-probe", Annotations: map[string]string{annotations.Enable: "true", annotations.Issuer: "probe"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "probe"}}},
 	}
 	cfg := rest.CopyConfig(e.Config)
@@ -450,7 +451,7 @@ func (e *Env) startWebhook(ctx context.Context) error {
 	}
 	return e.poll(30*time.Second, "the API server to call the webhook", done, func(ctx context.Context) (bool, error) {
 		got, err := cs.CoreV1().Pods("mtls-probe").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return err == nil && strings.HasPrefix(got.Annotations["mtls.demo/status"], "injected"), nil
+		return err == nil && strings.HasPrefix(got.Annotations[annotations.Status], mutate.StatusPrefix), nil
 	})
 }
 

@@ -3,17 +3,12 @@ package demo
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,7 +26,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/demo/nodeagent"
+	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
 
 // ReleaseOptions choose how helm/mtls-demo is installed.
@@ -190,12 +188,12 @@ func (r *Release) StartClient(ctx context.Context, interval time.Duration) error
 	if r.Opts.Plain {
 		scheme = "http"
 	}
-	ann := map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "demo-ca", "mtls.demo/use-mtls": strconv.FormatBool(!r.Opts.Plain)}
+	ann := map[string]string{annotations.Enable: "true", annotations.Issuer: "demo-ca", annotations.UseMTLS: strconv.FormatBool(!r.Opts.Plain)}
 	if r.Opts.CertDuration != "" {
-		ann["mtls.demo/duration"] = r.Opts.CertDuration
+		ann[annotations.Duration] = r.Opts.CertDuration
 	}
 	if r.Opts.RenewBefore != "" {
-		ann["mtls.demo/renew-before"] = r.Opts.RenewBefore
+		ann[annotations.RenewBefore] = r.Opts.RenewBefore
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: ClientPodName, Namespace: ns, Annotations: ann, Labels: map[string]string{componentLabel: "client"}},
@@ -322,11 +320,11 @@ func Scrape(ctx context.Context, ip string, port int) (Metrics, error) {
 // MountedCert parses tls.crt of a pod's mtls-certs volume (what the app
 // sees at its mount path).
 func MountedCert(p nodeagent.PodInfo) (*x509.Certificate, error) {
-	dir, ok := p.Volumes["mtls-certs"]
+	dir, ok := p.Volumes[mutate.VolumeName]
 	if !ok {
 		return nil, fmt.Errorf("pod %s has no mtls-certs volume", p.Name)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	b, err := os.ReadFile(filepath.Join(dir, mutate.CertFile))
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +337,7 @@ func MountedCert(p nodeagent.PodInfo) (*x509.Certificate, error) {
 
 // NextRenewal is the csi-driver's next issuance time for the pod's volume.
 func (e *Env) NextRenewal(p nodeagent.PodInfo) (time.Time, error) {
-	id, ok := p.VolumeIDs["mtls-certs"]
+	id, ok := p.VolumeIDs[mutate.VolumeName]
 	if !ok {
 		return time.Time{}, fmt.Errorf("pod %s has no mtls-certs volume", p.Name)
 	}
@@ -355,9 +353,6 @@ func (e *Env) NextRenewal(p nodeagent.PodInfo) (time.Time, error) {
 	}
 	return *md.NextIssuanceTime, nil
 }
-
-// SerialHex formats a serial like the demo apps do.
-func SerialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
 
 // ---- direct requests ------------------------------------------------------
 
@@ -399,8 +394,8 @@ func (r *Release) Post(ctx context.Context, svc string, port int, path, body str
 // PodTLS is a client TLS configuration with the pod's mounted certificate
 // and the demo CA.
 func (r *Release) PodTLS(p nodeagent.PodInfo) (*tls.Config, error) {
-	dir := p.Volumes["mtls-certs"]
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	dir := p.Volumes[mutate.VolumeName]
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, mutate.CertFile), filepath.Join(dir, mutate.KeyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -415,35 +410,24 @@ func (r *Release) RogueTLS(impersonate string) (*tls.Config, error) {
 	if impersonate == "" {
 		return cfg, nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := pki.NewCA("rogue CA", time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rogue CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &key.PublicKey, key)
+	leaf, err := ca.Issue(pki.LeafSpec{CommonName: "rogue", URIs: []string{impersonate},
+		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		return nil, err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	u, err := url.Parse(impersonate)
+	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
 	if err != nil {
 		return nil, err
 	}
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "rogue"}, URIs: []*url.URL{u},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &leafKey.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
+	pair.Certificate = append(pair.Certificate, ca.Cert.Raw)
 	// GetClientCertificate, not Certificates: with Certificates Go sends
 	// nothing when the server's acceptable CAs do not include the issuer,
 	// and the rogue certificate would never reach the server.
-	rogue := &tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: leafKey}
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return rogue, nil }
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 	return cfg, nil
 }
 

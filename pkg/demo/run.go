@@ -7,9 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/mtls-demo/mtls-webhook/demo-apps/certs"
 )
 
 // Scenes of the seed demo.
@@ -37,15 +38,14 @@ type Options struct {
 
 // Summary is the outcome of a run.
 type Summary struct {
-	OK, Failed     int
-	Rotations      int
-	FirstCert      time.Duration
-	Restarts       int
-	RogueAccepted  int
-	RogueRefused   int
-	WirePlaintext  bool // the backend's wire carried readable JSON
-	WireInspected  int  // connections recorded in front of the backend
-	RotationsByApp map[string]int
+	OK, Failed    int
+	Rotations     int
+	FirstCert     time.Duration
+	Restarts      int
+	RogueAccepted int
+	RogueRefused  int
+	WirePlaintext bool // the backend's wire carried readable JSON
+	WireInspected int  // connections recorded in front of the backend
 }
 
 // Line is the closing summary line.
@@ -94,7 +94,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if o.Namespace == "" {
 		o.Namespace = "mtls-demo"
 	}
-	sum := Summary{RotationsByApp: map[string]int{}}
+	sum := Summary{}
 	o.Env.Progress = o.Out
 	start := time.Now()
 	fmt.Fprintf(o.Out, "mtls-demo: scene %q, certificates duration=%s renew-before=%s; state and logs in %s\n",
@@ -142,9 +142,6 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	v.final()
 	sum.OK, sum.Failed = v.ok, v.failed
 	sum.Rotations, sum.Restarts = v.rotations, v.restarts
-	for k, n := range v.byApp {
-		sum.RotationsByApp[k] = n
-	}
 	_ = rel.StopClient(context.Background())
 
 	conns := tap.Conns()
@@ -217,7 +214,6 @@ type view struct {
 	baseFail  int
 	rotations int
 	restarts  int
-	byApp     map[string]int
 	drawn     int
 	lastPlain time.Time
 	clientIP  string
@@ -230,7 +226,7 @@ type view struct {
 var roles = []string{"frontend", "backend", "client"}
 
 func newView(env *Env, rel *Release, o Options) *view {
-	v := &view{env: env, rel: rel, o: o, start: time.Now(), apps: map[string]*appState{}, byApp: map[string]int{}}
+	v := &view{env: env, rel: rel, o: o, start: time.Now(), apps: map[string]*appState{}}
 	for _, r := range roles {
 		v.apps[r] = &appState{}
 	}
@@ -292,7 +288,6 @@ func (v *view) refresh(ctx context.Context) {
 		if m.Serial != "" && m.Serial != st.serial {
 			if st.serial != "" {
 				v.rotations++
-				v.byApp[role]++
 				c, _ := MountedCert(p)
 				na := ""
 				if c != nil {
@@ -306,14 +301,14 @@ func (v *view) refresh(ctx context.Context) {
 		}
 		st.reloads, st.hsFail = m.Reloads, sum(m.HandshakeFailures)
 		if c, err := MountedCert(p); err == nil {
-			st.fileSer = SerialHex(c)
+			st.fileSer = certs.SerialHex(c)
 		}
 		if n, err := v.env.NextRenewal(p); err == nil {
 			st.next = n
 		}
 		// Case 2: the driver renewed the files but the app keeps serving
 		// the certificate it loaded at start.
-		if v.o.Scene == SceneRestart && role != "client" && st.fileSer != "" && st.serial != "" && !strings.EqualFold(st.fileSer, st.serial) {
+		if v.o.Scene == SceneRestart && role != "client" && st.fileSer != "" && st.serial != "" && st.fileSer != st.serial {
 			if st.mismatch.IsZero() {
 				st.mismatch = time.Now()
 				v.event("%-8s files renewed to serial %s, app still serves %s (CERT_RELOAD=false)", role, short(st.fileSer), short(st.serial))
@@ -359,8 +354,6 @@ func (v *view) lines() []string {
 	}
 	out := []string{fmt.Sprintf("%6s  requests ok=%d failed=%d (%.1f/s)  rotations=%d%s", el.Round(time.Second), v.ok, v.failed, rate, v.rotations,
 		map[bool]string{true: fmt.Sprintf("  restarts=%d", v.restarts), false: ""}[v.o.Scene == SceneRestart])}
-	names := append([]string(nil), roles...)
-	sort.Strings(names)
 	for _, r := range roles {
 		st := v.apps[r]
 		next := "-"

@@ -74,8 +74,8 @@ const (
 	AttrFSGroup     = "csi.cert-manager.io/fs-group"
 )
 
-// DemoImageGroup is the group the demo images run as (USER 65532:65532 in
-// demo-apps/Dockerfile). When mtls.demo/app swaps in a demo image and the pod
+// DemoImageGroup is the group the demo images run as (distroless nonroot,
+// 65532, in demo-apps/Dockerfile). When mtls.demo/app swaps in a demo image and the pod
 // names no group of its own, the certificate files are made readable by it.
 const DemoImageGroup int64 = 65532
 

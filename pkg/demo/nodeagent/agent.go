@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -1193,18 +1194,18 @@ func (a *Agent) refreshHosts() {
 func ptr[T any](v T) *T { return &v }
 
 // ImageUser and ImageGroup are the user and group the demo images run as
-// (USER 65532:65532 in demo-apps/Dockerfile): what a container runs as when
-// its securityContext does not say.
+// (distroless nonroot, 65532:65532): what a container runs as when its
+// securityContext does not say.
 const (
 	ImageUser  = 65532
-	ImageGroup = 65532
+	ImageGroup = mutate.DemoImageGroup
 )
 
 // containerUser is who a kubelet would run c as: runAsUser and runAsGroup
 // from the container, else the pod, else the image's USER; plus the pod's
 // fsGroup and supplementalGroups as supplementary groups.
 func containerUser(pod *corev1.Pod, c corev1.Container) *User {
-	u := &User{UID: ImageUser, GID: ImageGroup}
+	u := &User{UID: ImageUser, GID: uint32(ImageGroup)}
 	psc := pod.Spec.SecurityContext
 	if psc != nil {
 		if psc.RunAsUser != nil {

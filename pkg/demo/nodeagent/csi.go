@@ -9,13 +9,14 @@ import (
 	"strconv"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 )
 
 // CSIDriverName is the only CSI driver the agent talks to.
-const CSIDriverName = "csi.cert-manager.io"
+const CSIDriverName = mutate.Driver
 
 // csiClient is the kubelet's side of the CSI node service.
 type csiClient struct {
@@ -58,7 +59,7 @@ func (c *csiClient) publish(ctx context.Context, pod *corev1.Pod, vol corev1.Vol
 		sa = "default"
 	}
 	attrs["csi.storage.k8s.io/serviceAccount.name"] = sa
-	readOnly := vol.CSI.ReadOnly == nil || *vol.CSI.ReadOnly
+	readOnly := vol.CSI.ReadOnly != nil && *vol.CSI.ReadOnly // unset means false, as for a kubelet
 	_, err := c.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{
 		VolumeId:   volumeID(pod, vol.Name),
 		TargetPath: target,

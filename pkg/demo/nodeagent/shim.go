@@ -159,8 +159,7 @@ func execFD(fd int, argv, env []string) error {
 	if err != nil {
 		return err
 	}
-	const atEmptyPath = 0x1000
 	_, _, errno := syscall.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
-		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), atEmptyPath, 0)
+		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
 	return fmt.Errorf("execveat %s: %w", argv[0], errno)
 }

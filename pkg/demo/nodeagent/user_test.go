@@ -15,7 +15,7 @@ func TestContainerUserIsWhoAKubeletWouldRunItAs(t *testing.T) {
 		want User
 	}{
 		"nothing said: the demo images' USER": {
-			want: User{UID: ImageUser, GID: ImageGroup},
+			want: User{UID: ImageUser, GID: uint32(ImageGroup)},
 		},
 		"the pod's user and group, fsGroup and supplementalGroups as extra groups": {
 			pod:  &corev1.PodSecurityContext{RunAsUser: id(1000), RunAsGroup: id(2000), FSGroup: id(3000), SupplementalGroups: []int64{4000}},
@@ -28,7 +28,7 @@ func TestContainerUserIsWhoAKubeletWouldRunItAs(t *testing.T) {
 		},
 		"runAsUser 0 is root, as asked": {
 			ctr:  &corev1.SecurityContext{RunAsUser: id(0)},
-			want: User{UID: 0, GID: ImageGroup},
+			want: User{UID: 0, GID: uint32(ImageGroup)},
 		},
 	}
 	for name, tc := range tests {
