@@ -17,6 +17,7 @@ render: ## Show what the webhook injects into examples/, without a cluster (the 
 .PHONY: test-unit
 test-unit: ## Unit, golden and fuzz-seed tests of the webhook packages (race detector on).
 	$(GO) test -race -count=1 $(CORE_PKGS)
+	$(GO) test -race -count=1 -run '^Test' ./test/load  # the load generator's own tests; its benchmark runs in make bench
 
 .PHONY: fuzz
 fuzz: ## Fuzz the annotation parser, the admission handler and its HTTP server for FUZZTIME each (default 60s).

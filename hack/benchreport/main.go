@@ -83,7 +83,6 @@ type suite struct {
 	args    []string // benchmark flags, without the -test. prefix
 	runs    int      // runs of the compiled test binary (rounds), or 0: one `go test -count`
 	count   int      // -count for the go test form
-	env     []string // extra environment, e.g. KUBEBUILDER_ASSETS
 	timeout time.Duration
 
 	// Filled in by run.
@@ -214,7 +213,6 @@ func (s *suite) execute(goCmd, rawDir string) error {
 	defer cancel()
 	var raw bytes.Buffer
 	defer func() { s.raw = raw.String() }()
-	env := append(os.Environ(), s.env...)
 
 	if s.runs == 0 {
 		// One go test process runs every repetition (-count), sharing
@@ -224,7 +222,6 @@ func (s *suite) execute(goCmd, rawDir string) error {
 		s.cmdline = goCmd + " " + strings.Join(args, " ")
 		fmt.Fprintf(&raw, "$ %s\n", s.cmdline)
 		cmd := exec.CommandContext(ctx, goCmd, args...)
-		cmd.Env = env
 		out := io.MultiWriter(&raw, os.Stderr)
 		cmd.Stdout, cmd.Stderr = out, out
 		cmd.WaitDelay = 30 * time.Second
@@ -251,7 +248,6 @@ func (s *suite) execute(goCmd, rawDir string) error {
 	for i, p := range pkgs {
 		bin := filepath.Join(binDir, fmt.Sprintf("%s-%d.test", s.name, i))
 		cmd := exec.CommandContext(ctx, goCmd, "test", "-c", "-o", bin, "./"+p.dir)
-		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(&raw, "$ go test -c ./%s\n%s", p.dir, out)
 			return fmt.Errorf("go test -c ./%s: %w", p.dir, err)
@@ -276,7 +272,6 @@ func (s *suite) execute(goCmd, rawDir string) error {
 			fmt.Fprintf(&raw, "$ (round %d) cd %s && %s %s\n", r+1, p.dir, filepath.Base(bin), strings.Join(testArgs, " "))
 			cmd := exec.CommandContext(ctx, bin, testArgs...)
 			cmd.Dir = p.dir // tests read testdata/ relative to their package
-			cmd.Env = env
 			var stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = io.MultiWriter(&raw, &round), io.MultiWriter(&raw, &stderr)
 			if err := cmd.Run(); err != nil {
@@ -292,7 +287,7 @@ func (s *suite) execute(goCmd, rawDir string) error {
 	return nil
 }
 
-type pkgDir struct{ path, dir string }
+type pkgDir struct{ dir string }
 
 func listPackages(goCmd, pattern string) ([]pkgDir, error) {
 	out, err := exec.Command(goCmd, "list", "-f", "{{.ImportPath}} {{.Dir}}", "./"+pattern).Output()
@@ -302,7 +297,7 @@ func listPackages(goCmd, pattern string) ([]pkgDir, error) {
 	wd, _ := os.Getwd()
 	var pkgs []pkgDir
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		path, dir, ok := strings.Cut(l, " ")
+		_, dir, ok := strings.Cut(l, " ")
 		if !ok {
 			continue
 		}
@@ -310,7 +305,7 @@ func listPackages(goCmd, pattern string) ([]pkgDir, error) {
 		if err != nil {
 			return nil, err
 		}
-		pkgs = append(pkgs, pkgDir{path: path, dir: rel})
+		pkgs = append(pkgs, pkgDir{dir: rel})
 	}
 	return pkgs, nil
 }

@@ -83,12 +83,12 @@ var required = map[string]map[string][]string{
 		"BenchmarkHandshake/rsa-2048":   {"handshakes/s"},
 	},
 	"load": {
-		"BenchmarkWebhookLoad": {"p50-ms", "p99-ms", "errors-1k", "base-p50-ms", "base-p99-ms", "max-clean-rps", "rss-idle-MiB", "rss-load-MiB"},
+		"BenchmarkWebhookLoad": {"p50-ms", "p99-ms", "errors-1k", "base-errors", "base-p50-ms", "base-p99-ms", "max-clean-rps", "rss-idle-MiB", "rss-load-MiB"},
 	},
 	"integration": {
-		"BenchmarkPodCreateLatency": {"p50-with-ms", "p99-with-ms", "p50-without-ms", "p99-without-ms", "p50-added-ms", "p50-ratio", "p50-noop-ms", "p50-added-vs-noop-ms",
+		"BenchmarkPodCreateLatency": {"p50-with-ms", "p99-with-ms", "p50-without-ms", "p99-without-ms", "p50-added-ms", "p50-ratio", "p50-noop-ms", "handler-mean-ms",
 			"p50-static-ms", "p50-preinjected-ms", "p50-any-webhook-ms", "p50-larger-pod-ms", "p50-patch-apply-ms", "p50-own-ms",
-			"p50-with-policy-ms", "p50-added-with-policy-ms"},
+			"p50-added-with-policy-ms"},
 		"BenchmarkHandlerInABigNamespace": {"default-cache-us", "slim-cache-us", "webhook-us", "webhook/default"},
 	},
 }

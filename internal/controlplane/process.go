@@ -17,7 +17,6 @@ import (
 
 // Process is a child process with its output in a log file.
 type Process struct {
-	Log  string // path of the log file
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -39,7 +38,7 @@ func Start(binary string, args []string, dir, logPath string) (*Process, error) 
 		_ = lf.Close()
 		return nil, fmt.Errorf("starting %s: %w", binary, err)
 	}
-	p := &Process{Log: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); _ = lf.Close(); close(p.done) }()
 	return p, nil
 }
@@ -64,11 +63,11 @@ func (p *Process) Stop() {
 	}
 }
 
-// ControllerManagerArgs runs only the controllers that turn a Deployment
+// controllerManagerArgs runs only the controllers that turn a Deployment
 // into Pods and the one that creates each namespace's default
 // ServiceAccount, so Deployments behave as in a cluster, without a
 // scheduler, kubelets, leader election or a serving port.
-func ControllerManagerArgs(kubeconfig string) []string {
+func controllerManagerArgs(kubeconfig string) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
 		"--leader-elect=false",
@@ -82,11 +81,11 @@ func ControllerManagerArgs(kubeconfig string) []string {
 }
 
 // StartControllerManager runs the kube-controller-manager binary with
-// ControllerManagerArgs and waits, up to timeout, until it works: its
+// controllerManagerArgs and waits, up to timeout, until it works: its
 // serviceaccount controller has created default/default, read through c.
 // On failure the process is stopped and the error ends with its log's tail.
 func StartControllerManager(binary, kubeconfig, logPath string, c client.Reader, timeout time.Duration) (*Process, error) {
-	p, err := Start(binary, ControllerManagerArgs(kubeconfig), "", logPath)
+	p, err := Start(binary, controllerManagerArgs(kubeconfig), "", logPath)
 	if err != nil {
 		return nil, err
 	}

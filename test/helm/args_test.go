@@ -14,11 +14,9 @@ import (
 // can never ship a flag or value the binary refuses at start-up.
 func TestChartArgsAreAcceptedByTheBinary(t *testing.T) {
 	helm := chart.HelmBinary(t)
-	sets := map[string]chart.Options{
-		"defaults":  {},
-		"hardened":  {Values: []string{chart.ValuesFile("webhook-hardened.yaml")}},
-		"fail-open": {Values: []string{chart.ValuesFile("webhook-fail-open.yaml")}},
-		"minimal":   {Values: []string{chart.ValuesFile("webhook-minimal.yaml")}},
+	sets := map[string]chart.Options{"defaults": {}}
+	for _, f := range valueSets[chart.WebhookChart] {
+		sets[f] = chart.Options{Values: []string{chart.ValuesFile(f)}}
 	}
 	for name, opts := range sets {
 		t.Run(name, func(t *testing.T) {

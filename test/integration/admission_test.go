@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/url"
 	"slices"
@@ -114,7 +115,7 @@ func TestDeploymentPodsAreInjected(t *testing.T) {
 		}
 		pods = list.Items
 		if len(pods) != int(replicas) {
-			return errorf("%d pods", len(pods))
+			return fmt.Errorf("%d pods", len(pods))
 		}
 		return nil
 	})
@@ -365,10 +366,10 @@ func waitNoWarnings(t testing.TB, cs kubernetes.Interface, warns *warnings, ns, 
 			return err
 		}
 		if !injected(got) {
-			return errorf("not injected yet")
+			return fmt.Errorf("not injected yet")
 		}
 		if w := warns.take(); len(w) != 0 {
-			return errorf("warnings %q", w)
+			return fmt.Errorf("warnings %q", w)
 		}
 		return nil
 	})

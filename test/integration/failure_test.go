@@ -25,8 +25,6 @@ import (
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 )
 
-func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
-
 // TestReinvocation: a later mutating webhook (here a sidecar injector of
 // the test's own) adds a container after ours ran; with the chart's
 // reinvocationPolicy IfNeeded the API server calls ours again, which
@@ -78,7 +76,7 @@ func TestReinvocation(t *testing.T) {
 			return err
 		}
 		if len(got.Spec.Containers) != 2 || !injected(got) {
-			return errorf("dry run: %d containers, injected=%v", len(got.Spec.Containers), injected(got))
+			return fmt.Errorf("dry run: %d containers, injected=%v", len(got.Spec.Containers), injected(got))
 		}
 		return nil
 	})
@@ -216,7 +214,7 @@ func TestSlowWebhookTimesOut(t *testing.T) {
 			return nil
 		}
 		_, _ = cs.CoreV1().Pods(ns).Create(ctx, pod("probe", optIn("ca")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return errorf("not called yet")
+		return fmt.Errorf("not called yet")
 	})
 
 	ctx := ctxFor(t, 30*time.Second)
@@ -324,7 +322,7 @@ func TestServingCertificateRotation(t *testing.T) {
 				return nil // reported below, without waiting any longer
 			}
 			if got := created.Load(); got < target {
-				return errorf("%d/%d pods", got, target)
+				return fmt.Errorf("%d/%d pods", got, target)
 			}
 			return nil
 		})
@@ -347,7 +345,7 @@ func TestServingCertificateRotation(t *testing.T) {
 				return err
 			}
 			if serial.Cmp(leaf.serial) != 0 {
-				return errorf("serving serial %x, want %x", serial, leaf.serial)
+				return fmt.Errorf("serving serial %x, want %x", serial, leaf.serial)
 			}
 			return nil
 		})

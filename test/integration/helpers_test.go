@@ -460,7 +460,7 @@ func startWebhookProcess(t testing.TB, name string, ca *testCA, extra ...string)
 	go func() { p.done <- p.cmd.Wait(); _ = logFile.Close() }()
 	t.Cleanup(p.kill)
 	if err := waitReady(p.healthURL, p.done, 30*time.Second); err != nil {
-		t.Fatalf("webhook %s: %v\n%s", name, err, tail(logPath, 20))
+		t.Fatalf("webhook %s: %v\n%s", name, err, controlplane.Tail(logPath, 20))
 	}
 	return p, leaf
 }

@@ -165,7 +165,7 @@ func (h *harness) start() error {
 }
 
 // startControllerManager runs kube-controller-manager (see
-// controlplane.ControllerManagerArgs), so Deployments turn into Pods as in a
+// controlplane.StartControllerManager), so Deployments turn into Pods as in a
 // cluster without a scheduler or kubelets.
 func (h *harness) startControllerManager() error {
 	user, err := h.env.ControlPlane.AddUser(envtest.User{Name: "kcm", Groups: []string{"system:masters"}}, nil)
@@ -335,8 +335,6 @@ func (h *harness) doStop() error {
 
 func (h *harness) dumpLogs() {
 	for _, p := range h.logs {
-		fmt.Fprintf(os.Stderr, "\n==== last lines of %s ====\n%s\n", filepath.Base(p), tail(p, 60))
+		fmt.Fprintf(os.Stderr, "\n==== last lines of %s ====\n%s\n", filepath.Base(p), controlplane.Tail(p, 60))
 	}
 }
-
-func tail(path string, n int) string { return controlplane.Tail(path, n) }

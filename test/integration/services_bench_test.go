@@ -82,7 +82,7 @@ func BenchmarkHandlerInABigNamespace(b *testing.B) {
 				return err
 			}
 			if len(l.Items) != bigNamespaceServices {
-				return errorf("%d Services cached", len(l.Items))
+				return fmt.Errorf("%d Services cached", len(l.Items))
 			}
 			return nil
 		})

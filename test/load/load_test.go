@@ -507,7 +507,6 @@ func measure(b *testing.B, e *env) {
 	b.ReportMetric(ms(steady.Percentile(50)), "p50-ms")
 	b.ReportMetric(ms(steady.Percentile(99)), "p99-ms")
 	b.ReportMetric(float64(steady.Errors), "errors-1k")
-	b.ReportMetric(steady.Achieved(), "sent-rps")
 	b.ReportMetric(ms(baseline.Percentile(50)), "base-p50-ms")
 	b.ReportMetric(ms(baseline.Percentile(99)), "base-p99-ms")
 	b.ReportMetric(float64(baseline.Errors), "base-errors")
