@@ -71,3 +71,18 @@ func Environment(assets, dir string) (*envtest.Environment, error) {
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}, nil
 }
+
+// WriteAdminKubeconfig adds a system:masters user named name to env's
+// control plane and writes its kubeconfig to path (0600), for a process of
+// the test or demo (controller manager, csi-driver, webhook) to use.
+func WriteAdminKubeconfig(env *envtest.Environment, name, path string) error {
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("adding user %s: %w", name, err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, kc, 0o600)
+}

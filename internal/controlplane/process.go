@@ -2,7 +2,10 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -125,4 +128,40 @@ func Tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// WaitReady polls a controller-runtime /readyz URL (the webhook's turns 200
+// once its HTTPS server listens and its caches are synced) until it answers
+// 200, the process reports on exited, or timeout passes. The error then
+// holds the last verbose readiness report, which names the failing check.
+func WaitReady(url string, exited <-chan error, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	last := "no answer"
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		select {
+		case err := <-exited:
+			if err == nil {
+				return false, errors.New("exited before it was ready")
+			}
+			return false, fmt.Errorf("exited before it was ready: %w", err)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"?verbose", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if ctx.Err() == nil { // keep the last real report
+				last = err.Error()
+			}
+			return false, nil
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		last = strings.TrimSpace(string(body))
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s not ready after %s: %w; last /readyz report:\n%s", url, timeout, err, last)
+	}
+	return nil
 }

@@ -278,15 +278,7 @@ func quietLogs(dir string) {
 }
 
 func (e *Env) writeKubeconfig(name, path string) error {
-	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return err
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, kc, 0o600)
+	return controlplane.WriteAdminKubeconfig(e.env, name, path)
 }
 
 func (e *Env) ensureNamespace(ctx context.Context, name string, labels map[string]string) error {

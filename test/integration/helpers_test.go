@@ -31,8 +31,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
@@ -128,7 +126,17 @@ func namespace(t testing.TB, cs kubernetes.Interface, name string, extra map[str
 // sees its own test's namespaces.
 func chartWebhookConfig(t testing.TB, name, url string, caBundle []byte, set ...string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	t.Helper()
-	mwc := chart.RenderWebhookChart(t, chart.HelmBinary(t), chart.Options{Set: set})
+	var mwc *admissionregistrationv1.MutatingWebhookConfiguration
+	if len(set) == 0 {
+		// Most tests use the chart's defaults: render those once per run.
+		defaultMWC.once.Do(func() { defaultMWC.mwc = chart.RenderWebhookChart(t, chart.HelmBinary(t), chart.Options{}) })
+		if defaultMWC.mwc == nil {
+			t.Fatal("rendering the chart's default MutatingWebhookConfiguration failed earlier")
+		}
+		mwc = defaultMWC.mwc.DeepCopy()
+	} else {
+		mwc = chart.RenderWebhookChart(t, chart.HelmBinary(t), chart.Options{Set: set})
+	}
 	mwc.Name = "it-" + name
 	// Nothing runs cainjector here; the test sets caBundle itself.
 	mwc.Annotations = nil
@@ -142,6 +150,11 @@ func chartWebhookConfig(t testing.TB, name, url string, caBundle []byte, set ...
 			metav1.LabelSelectorRequirement{Key: caseLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{name}})
 	}
 	return mwc
+}
+
+var defaultMWC struct {
+	once sync.Once
+	mwc  *admissionregistrationv1.MutatingWebhookConfiguration
 }
 
 // install creates mwc and deletes it when the test ends.
@@ -422,7 +435,7 @@ func startWebhookProcess(t testing.TB, name string, ca *testCA, extra ...string)
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(suite.cfg, kubeconfig); err != nil {
+	if err := controlplane.WriteAdminKubeconfig(suite.env, "webhook-"+name, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
 	ports, err := controlplane.FreePorts(3)
@@ -459,7 +472,7 @@ func startWebhookProcess(t testing.TB, name string, ca *testCA, extra ...string)
 	}
 	go func() { p.done <- p.cmd.Wait(); _ = logFile.Close() }()
 	t.Cleanup(p.kill)
-	if err := waitReady(p.healthURL, p.done, 30*time.Second); err != nil {
+	if err := controlplane.WaitReady(p.healthURL, p.done, 30*time.Second); err != nil {
 		t.Fatalf("webhook %s: %v\n%s", name, err, controlplane.Tail(logPath, 20))
 	}
 	return p, leaf
@@ -476,15 +489,6 @@ func (p *webhookProcess) kill() {
 		case <-time.After(10 * time.Second):
 		}
 	})
-}
-
-func writeKubeconfig(cfg *rest.Config, path string) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["it"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["it"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["it"] = &clientcmdapi.Context{Cluster: "it", AuthInfo: "it"}
-	kc.CurrentContext = "it"
-	return clientcmd.WriteToFile(*kc, path)
 }
 
 // reviewHandler decodes an AdmissionReview, lets f answer it, and writes

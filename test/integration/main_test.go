@@ -15,10 +15,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -30,7 +28,6 @@ import (
 
 	"testing"
 
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -168,16 +165,8 @@ func (h *harness) start() error {
 // controlplane.StartControllerManager), so Deployments turn into Pods as in a
 // cluster without a scheduler or kubelets.
 func (h *harness) startControllerManager() error {
-	user, err := h.env.ControlPlane.AddUser(envtest.User{Name: "kcm", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("kcm user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
 	kubeconfig := filepath.Join(h.work, "kcm.kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+	if err := controlplane.WriteAdminKubeconfig(h.env, "kcm", kubeconfig); err != nil {
 		return err
 	}
 	c, err := client.New(h.cfg, client.Options{})
@@ -229,7 +218,7 @@ func (h *harness) startWebhook() error {
 		h.webhookDone <- cli.Serve(ctx, args, rest.CopyConfig(h.cfg), cli.IO{In: strings.NewReader(""), Out: logFile, Err: logFile})
 		_ = logFile.Close()
 	}()
-	if err := waitReady(h.healthURL, h.webhookDone, 30*time.Second); err != nil {
+	if err := controlplane.WaitReady(h.healthURL, h.webhookDone, 30*time.Second); err != nil {
 		// Say whether the HTTPS endpoint the API server calls is there at
 		// all; readiness alone only says "webhook failed".
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
@@ -239,41 +228,6 @@ func (h *harness) startWebhook() error {
 			_ = conn.Close()
 		}
 		return err
-	}
-	return nil
-}
-
-// waitReady polls /readyz, which turns 200 once the HTTPS server listens
-// and the Service and Issuer caches are synced. On timeout the error holds
-// the verbose readiness report, which names the failing check.
-func waitReady(url string, exited <-chan error, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	last := "no answer"
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		select {
-		case err := <-exited:
-			if err == nil {
-				return false, errors.New("webhook exited before it was ready")
-			}
-			return false, fmt.Errorf("webhook exited before it was ready: %w", err)
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"?verbose", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			if ctx.Err() == nil { // keep the last real report
-				last = err.Error()
-			}
-			return false, nil
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		last = strings.TrimSpace(string(body))
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		return fmt.Errorf("%s not ready after %s: %w; last /readyz report:\n%s", url, timeout, err, last)
 	}
 	return nil
 }

@@ -139,16 +139,8 @@ func startEnv() (e *env, err error) {
 		return e, fmt.Errorf("go build ./cmd/webhook: %w: %s", err, buildOut.String())
 	}
 
-	user, err := e.testEnv.ControlPlane.AddUser(envtest.User{Name: "load", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return e, fmt.Errorf("adding the webhook's user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		return e, err
-	}
 	e.kubeconfig = filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(e.kubeconfig, kc, 0o600); err != nil {
+	if err := controlplane.WriteAdminKubeconfig(e.testEnv, "load", e.kubeconfig); err != nil {
 		return e, err
 	}
 
@@ -257,7 +249,7 @@ func (e *env) startWebhook(b *testing.B) *webhook {
 	go func() { w.done <- w.cmd.Wait(); _ = logFile.Close() }()
 	b.Cleanup(w.stop)
 	health := fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])
-	if err := waitReady(health, w.done, 60*time.Second); err != nil {
+	if err := controlplane.WaitReady(health, w.done, 60*time.Second); err != nil {
 		log, _ := os.ReadFile(w.logPath)
 		b.Fatalf("mtls-webhook serve: %v\nlog:\n%s", err, log)
 	}
@@ -275,34 +267,6 @@ func (w *webhook) stop() {
 		err := <-w.done
 		_ = err
 	}
-}
-
-func waitReady(url string, exited <-chan error, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	last := "no answer"
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			if err == nil {
-				return errors.New("exited before it was ready")
-			}
-			return fmt.Errorf("exited before it was ready: %w", err)
-		default:
-		}
-		resp, err := http.Get(url + "?verbose")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = strings.TrimSpace(string(body))
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not ready after %s; last report: %s", url, timeout, last)
 }
 
 // rssMiB reads VmRSS (now) and VmHWM (peak so far) of pid, in MiB.
