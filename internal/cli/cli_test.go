@@ -83,12 +83,16 @@ func TestCommandLineMistakes(t *testing.T) {
 		code     int
 		errorHas string
 	}{
-		"an unknown command":            {[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		"an unknown flag":               {[]string{"render", "--nope"}, 2, "flag provided but not defined: -nope"},
-		"render without a file":         {[]string{"render"}, 2, "-f FILE"},
-		"a file that does not exist":    {[]string{"render", "-f", "/does/not/exist.yaml"}, 1, "no such file"},
-		"a bad issuer pattern":          {[]string{"render", "-f", "-", "--allowed-issuers", "Issuer"}, 1, `issuer pattern "Issuer"`},
-		"a default duration too short":  {[]string{"render", "-f", "-", "--default-duration", "1s"}, 1, "--default-duration=1s: must be at least 1m0s"},
+		"an unknown command":           {[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		"an unknown flag":              {[]string{"render", "--nope"}, 2, "flag provided but not defined: -nope"},
+		"render without a file":        {[]string{"render"}, 2, "-f FILE"},
+		"a file that does not exist":   {[]string{"render", "-f", "/does/not/exist.yaml"}, 1, "no such file"},
+		"a bad issuer pattern":         {[]string{"render", "-f", "-", "--allowed-issuers", "Issuer"}, 1, `issuer pattern "Issuer"`},
+		"a default duration too short": {[]string{"render", "-f", "-", "--default-duration", "1s"}, 1, "--default-duration=1s: must be at least 1m0s"},
+		"a default issuer name the API would refuse": {[]string{"render", "-f", "-", "--default-issuer", "Demo_CA"}, 1,
+			`--default-issuer="Demo_CA" --default-issuer-kind="Issuer" --default-issuer-group="cert-manager.io": every pod relying on them would be refused: Invalid value: "Demo_CA"`},
+		"a default issuer kind cert-manager does not have": {[]string{"render", "-f", "-", "--default-issuer", "ca", "--default-issuer-kind", "Foo"}, 1,
+			`every pod relying on them would be refused: Unsupported value: "Foo"`},
 		"serve with a bad issuer check": {[]string{"serve", "--issuer-check", "maybe"}, 1, `--issuer-check="maybe": must be warn, deny or off`},
 		"serve with a bad log level":    {[]string{"--log-level", "loud"}, 1, `--log-level="loud"`},
 	}

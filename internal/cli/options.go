@@ -124,15 +124,28 @@ func (o *InjectOptions) Injector() (*inject.Injector, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	defaults := annotations.Defaults{
+		Issuer:      annotations.IssuerRef{Name: o.DefaultIssuer, Kind: o.DefaultIssuerKind, Group: o.DefaultIssuerGroup},
+		Duration:    o.DefaultDuration,
+		RenewBefore: o.DefaultRenewBefore,
+		TrustDomain: o.TrustDomain,
+	}
+	// A pod that sets nothing but the opt-in gets exactly these defaults:
+	// if Parse refuses that pod, every such pod would be refused, with an
+	// error on an annotation its author never wrote. Say so at start-up.
+	if o.DefaultIssuer != "" {
+		if _, _, el := annotations.Parse(map[string]string{annotations.Enable: "true"}, defaults); len(el) > 0 {
+			for _, e := range el {
+				errs = append(errs, fmt.Errorf("--default-issuer=%q --default-issuer-kind=%q --default-issuer-group=%q: every pod relying on them would be refused: %s",
+					o.DefaultIssuer, o.DefaultIssuerKind, o.DefaultIssuerGroup, e.ErrorBody()))
+			}
+			return nil, errors.Join(errs...)
+		}
+	}
 	return &inject.Injector{
-		Defaults: annotations.Defaults{
-			Issuer:      annotations.IssuerRef{Name: o.DefaultIssuer, Kind: o.DefaultIssuerKind, Group: o.DefaultIssuerGroup},
-			Duration:    o.DefaultDuration,
-			RenewBefore: o.DefaultRenewBefore,
-			TrustDomain: o.TrustDomain,
-		},
-		Options: mutate.Options{FrontendImage: o.FrontendImage, BackendImage: o.BackendImage, ClusterDomain: o.ClusterDomain},
-		Policy:  pol,
-		Checks:  csivalidate.NewMemo(1024),
+		Defaults: defaults,
+		Options:  mutate.Options{FrontendImage: o.FrontendImage, BackendImage: o.BackendImage, ClusterDomain: o.ClusterDomain},
+		Policy:   pol,
+		Checks:   csivalidate.NewMemo(1024),
 	}, nil
 }
