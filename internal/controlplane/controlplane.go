@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -85,4 +86,28 @@ func WriteAdminKubeconfig(env *envtest.Environment, name, path string) error {
 		return err
 	}
 	return os.WriteFile(path, kc, 0o600)
+}
+
+// Warnings records the API warnings (HTTP Warning headers) a client gets
+// back, which is how admission warnings reach kubectl users. Set it as a
+// rest.Config's WarningHandler.
+type Warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+// HandleWarningHeader implements rest.WarningHandler.
+func (w *Warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, text)
+}
+
+// Take returns the warnings recorded since the last call.
+func (w *Warnings) Take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.msgs
+	w.msgs = nil
+	return out
 }

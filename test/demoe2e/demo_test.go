@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/app"
+	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/pkg/demo"
 )
 
@@ -275,23 +275,12 @@ func TestRogueClientsAreRefused(t *testing.T) {
 	}
 }
 
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.msgs = append(w.msgs, text)
-}
-
 // A pod naming an Issuer that does not exist is warned about at admission
 // (the webhook's --issuer-check=warn) instead of waiting silently for a
 // certificate that never comes.
 func TestMissingIssuerIsWarnedAtAdmission(t *testing.T) {
 	setup(t)
-	w := &warnings{}
+	w := &controlplane.Warnings{}
 	cfg := rest.CopyConfig(env.Config)
 	cfg.WarningHandler = w
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -308,10 +297,9 @@ func TestMissingIssuerIsWarnedAtAdmission(t *testing.T) {
 	if _, err := cs.CoreV1().Pods(nsMTLS).Create(context.Background(), p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 		t.Fatalf("refused, want admitted with a warning (--issuer-check=warn): %v", err)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !slices.ContainsFunc(w.msgs, func(s string) bool { return strings.Contains(s, "no-such-issuer") }) {
-		t.Errorf("admission warnings %q do not mention the missing issuer no-such-issuer", w.msgs)
+	msgs := w.Take()
+	if !slices.ContainsFunc(msgs, func(s string) bool { return strings.Contains(s, "no-such-issuer") }) {
+		t.Errorf("admission warnings %q do not mention the missing issuer no-such-issuer", msgs)
 	}
 }
 

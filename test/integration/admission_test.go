@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
@@ -126,7 +127,7 @@ func TestDeploymentPodsAreInjected(t *testing.T) {
 		}
 		assertInjected(t, p, "ca", annotations.DefaultMountPath)
 	}
-	if w := warns.take(); len(w) != 0 {
+	if w := warns.Take(); len(w) != 0 {
 		t.Errorf("unexpected warnings: %q", w)
 	}
 	// The Deployment's own template is not a pod: it stays as written, so
@@ -260,7 +261,7 @@ func TestWarningsReachClient(t *testing.T) {
 	createIssuer(t, c, ns, "ca", cmmeta.ConditionTrue)
 	installChartWebhook(t, cs, "warn", ns)
 	ctx := ctxFor(t, 30*time.Second)
-	warns.take()
+	warns.Take()
 
 	ann := optIn("ca")
 	ann["mtls.demo/isuer"] = "ca"
@@ -269,14 +270,14 @@ func TestWarningsReachClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertInjected(t, got, "ca", annotations.DefaultMountPath)
-	assertWarning(t, warns.take(), "mtls.demo/isuer is not known", "did you mean mtls.demo/issuer?")
+	assertWarning(t, warns.Take(), "mtls.demo/isuer is not known", "did you mean mtls.demo/issuer?")
 
 	got, err = cs.CoreV1().Pods(ns).Create(ctx, pod("no-issuer", optIn("absent")), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertInjected(t, got, "absent", annotations.DefaultMountPath)
-	assertWarning(t, warns.take(), "Issuer "+ns+"/absent does not exist")
+	assertWarning(t, warns.Take(), "Issuer "+ns+"/absent does not exist")
 }
 
 func assertWarning(t testing.TB, got []string, want ...string) {
@@ -313,7 +314,7 @@ func TestIssuerCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertInjected(t, got, "ready", annotations.DefaultMountPath)
-		if w := warns.take(); len(w) != 0 {
+		if w := warns.Take(); len(w) != 0 {
 			t.Errorf("Ready Issuer: warnings %q, want none", w)
 		}
 
@@ -322,14 +323,14 @@ func TestIssuerCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertInjected(t, got, "pending", annotations.DefaultMountPath)
-		assertWarning(t, warns.take(), "Issuer "+ns+"/pending is not Ready")
+		assertWarning(t, warns.Take(), "Issuer "+ns+"/pending is not Ready")
 
 		got, err = cs.CoreV1().Pods(ns).Create(ctxFor(t, 10*time.Second), pod("absent", optIn("absent")), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		assertInjected(t, got, "absent", annotations.DefaultMountPath)
-		assertWarning(t, warns.take(), "Issuer "+ns+"/absent does not exist")
+		assertWarning(t, warns.Take(), "Issuer "+ns+"/absent does not exist")
 	})
 
 	t.Run("deny", func(t *testing.T) {
@@ -357,10 +358,10 @@ func TestIssuerCheck(t *testing.T) {
 
 // waitNoWarnings polls dry-run creations of a pod signed by issuer until
 // one is injected without any warning.
-func waitNoWarnings(t testing.TB, cs kubernetes.Interface, warns *warnings, ns, issuer string) {
+func waitNoWarnings(t testing.TB, cs kubernetes.Interface, warns *controlplane.Warnings, ns, issuer string) {
 	t.Helper()
 	eventually(t, 30*time.Second, "a clean admission with Issuer "+issuer, func(ctx context.Context) error {
-		warns.take()
+		warns.Take()
 		got, err := cs.CoreV1().Pods(ns).Create(ctx, pod("probe", optIn(issuer)), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			return err
@@ -368,12 +369,12 @@ func waitNoWarnings(t testing.TB, cs kubernetes.Interface, warns *warnings, ns, 
 		if !injected(got) {
 			return fmt.Errorf("not injected yet")
 		}
-		if w := warns.take(); len(w) != 0 {
+		if w := warns.Take(); len(w) != 0 {
 			return fmt.Errorf("warnings %q", w)
 		}
 		return nil
 	})
-	warns.take()
+	warns.Take()
 }
 
 // TestWebhookSpeaksHTTP1Only: the API server calls webhooks over HTTP/1.1,

@@ -42,35 +42,13 @@ import (
 // caseLabel scopes a test's webhook configurations to its own namespaces.
 const caseLabel = "mtls-it/case"
 
-// warnings records the API warnings (HTTP Warning headers) the API server
-// sends back, which is how admission warnings reach kubectl users.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.msgs = append(w.msgs, text)
-}
-
-// take returns the warnings recorded since the last call.
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.msgs
-	w.msgs = nil
-	return out
-}
-
 // clients returns a clientset whose warnings are recorded, and a
 // controller-runtime client that knows cert-manager's types. Client-side
 // rate limiting is off: the tests measure the API server, not client-go.
-func clients(t testing.TB) (*kubernetes.Clientset, *warnings, client.Client) {
+func clients(t testing.TB) (*kubernetes.Clientset, *controlplane.Warnings, client.Client) {
 	t.Helper()
 	requireWebhook(t)
-	rec := &warnings{}
+	rec := &controlplane.Warnings{}
 	cfg := rest.CopyConfig(suite.cfg)
 	cfg.QPS, cfg.Burst = 5000, 10000
 	cfg.WarningHandler = rec
