@@ -1,0 +1,206 @@
+// Command toolbox is the e2e suite's own tool image: what the suite used to
+// take from curl and netshoot images, built here from this module so that no
+// image is ever pulled. Two subcommands:
+//
+//	toolbox fetch [flags] URL    an HTTP(S) request, curl-style exit codes
+//	toolbox capture [flags]      count what crosses the node's interfaces
+//
+// fetch prints "HTTP <code>" and the body. Its exit codes follow curl's so
+// that the suite reads them the same way: 0 success, 6 name not resolved,
+// 7 connection refused, 22 HTTP status >= 400 with --fail, 28 timeout,
+// 35 TLS handshake failed, 56 failure receiving data (TLS 1.3 reports a
+// missing client certificate only after the handshake).
+//
+// capture runs in a hostNetwork pod (privileged, as tcpdump would) and
+// reads real frames from an AF_PACKET socket for --duration. It prints
+// "listening on" when it starts, then PACKETS=, JSON_BODIES= (connections
+// whose first bytes hold "request_id") and CLIENT_HELLOS= (connections that
+// began with a TLS ClientHello).
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mtls-demo/mtls-webhook/internal/podnet"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: toolbox fetch|capture [flags]")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "fetch":
+		os.Exit(fetch(os.Args[2:], os.Stdout, os.Stderr))
+	case "capture":
+		os.Exit(capture(os.Args[2:], os.Stdout, os.Stderr))
+	default:
+		fmt.Fprintf(os.Stderr, "toolbox: unknown subcommand %q: want fetch or capture\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// curl's exit codes for the failures the suite tells apart.
+const (
+	exitOK          = 0
+	exitResolve     = 6
+	exitRefused     = 7
+	exitHTTPError   = 22
+	exitTimeout     = 28
+	exitHandshake   = 35
+	exitReceive     = 56
+	exitOtherFailed = 1
+)
+
+func fetch(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	certFile := fs.String("cert", "", "client certificate (PEM)")
+	keyFile := fs.String("key", "", "client key (PEM)")
+	caFile := fs.String("cacert", "", "CA bundle that must have signed the server (PEM)")
+	insecure := fs.Bool("k", false, "do not verify the server certificate")
+	method := fs.String("X", "GET", "HTTP method")
+	data := fs.String("d", "", "request body (sent as application/json)")
+	fail := fs.Bool("fail", false, "exit 22 on an HTTP status >= 400")
+	maxTime := fs.Duration("max-time", 10*time.Second, "whole request timeout")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "fetch: want exactly one URL")
+		return 2
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: *insecure} //nolint:gosec // -k, as curl's, for rogue clients that must be refused by the server
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "fetch:", err)
+			return 77 // curl: problem reading the CA cert
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			fmt.Fprintf(stderr, "fetch: no certificate in --cacert %s\n", *caFile)
+			return 77
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if *certFile != "" || *keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "fetch:", err)
+			return 58 // curl: problem with the local certificate
+		}
+		tlsCfg.Certificates = []tls.Certificate{pair}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *maxTime)
+	defer cancel()
+	var body io.Reader
+	if *data != "" {
+		body = strings.NewReader(*data)
+	}
+	req, err := http.NewRequestWithContext(ctx, *method, fs.Arg(0), body)
+	if err != nil {
+		fmt.Fprintln(stderr, "fetch:", err)
+		return 3 // curl: URL malformed
+	}
+	if *data != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "fetch:", err)
+		return classify(err, ctx.Err())
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	fmt.Fprintf(stdout, "HTTP %d\n%s\n", resp.StatusCode, b)
+	if err != nil {
+		fmt.Fprintln(stderr, "fetch: reading the body:", err)
+		return classify(err, ctx.Err())
+	}
+	if *fail && resp.StatusCode >= 400 {
+		return exitHTTPError
+	}
+	return exitOK
+}
+
+// classify maps a request error onto curl's exit code for it.
+func classify(err, ctxErr error) int {
+	var dnsErr *net.DNSError
+	var recordErr tls.RecordHeaderError
+	var alert tls.AlertError
+	var certErr *tls.CertificateVerificationError
+	var opErr *net.OpError
+	switch {
+	case ctxErr != nil || errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err):
+		return exitTimeout
+	case errors.As(err, &dnsErr):
+		return exitResolve
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return exitRefused
+	case errors.As(err, &recordErr), errors.As(err, &certErr):
+		return exitHandshake
+	case errors.As(err, &alert), errors.As(err, &opErr) && opErr.Op == "remote error":
+		// The server refused us after the handshake (TLS 1.3 client auth).
+		return exitReceive
+	case strings.Contains(err.Error(), "handshake"):
+		return exitHandshake
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF):
+		return exitReceive
+	default:
+		return exitOtherFailed
+	}
+}
+
+func capture(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	port := fs.Uint("port", 8080, "TCP port of the server side")
+	duration := fs.Duration("duration", 30*time.Second, "how long to capture")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c, err := podnet.CapturePod(os.Getpid(), uint16(*port), 64)
+	if err != nil {
+		fmt.Fprintln(stderr, "capture:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "listening on all interfaces, tcp port %d, for %s\n", *port, *duration)
+	time.Sleep(*duration)
+	if err := c.Close(); err != nil {
+		fmt.Fprintln(stderr, "capture:", err)
+		return 1
+	}
+	json, hellos := Summarize(c.Conns())
+	fmt.Fprintf(stdout, "PACKETS=%d\nJSON_BODIES=%d\nCLIENT_HELLOS=%d\n", c.Frames(), json, hellos)
+	return 0
+}
+
+// Summarize counts connections whose first client bytes carry the demo's
+// JSON, and those that began with a TLS handshake record holding a
+// ClientHello (content type 22, version 3.x, handshake type 1).
+func Summarize(conns [][]byte) (jsonBodies, clientHellos int) {
+	for _, c := range conns {
+		if bytes.Contains(c, []byte(`"request_id"`)) {
+			jsonBodies++
+		}
+		if len(c) >= 6 && c[0] == 0x16 && c[1] == 0x03 && c[5] == 0x01 {
+			clientHellos++
+		}
+	}
+	return jsonBodies, clientHellos
+}

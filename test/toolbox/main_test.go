@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+)
+
+// An mTLS server like the demo backend: it demands a client certificate
+// from its CA. fetch must tell a refused client (no certificate) from a
+// trusted one, with curl's exit codes.
+func TestFetchExitCodes(t *testing.T) {
+	ca, err := pki.NewCA("toolbox test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvLeaf, err := ca.Issue(pki.LoopbackServer("server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvPair, err := tls.X509KeyPair(srvLeaf.CertPEM, srvLeaf.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintf(w, `{"caller":%q}`, r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvPair}, ClientCAs: ca.Pool(),
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	defer srv.Close()
+
+	dir := t.TempDir()
+	cli, err := ca.Issue(pki.LeafSpec{CommonName: "client", Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"tls.crt": cli.CertPEM, "tls.key": cli.KeyPEM, "ca.crt": ca.CertPEM}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withCert := []string{"--cacert", filepath.Join(dir, "ca.crt"), "--cert", filepath.Join(dir, "tls.crt"), "--key", filepath.Join(dir, "tls.key")}
+
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedURL := "https://" + closed.Addr().String() + "/"
+	_ = closed.Close()
+
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    []int
+		wantOut string
+	}{
+		{"a client without a certificate is refused", []string{"-k", srv.URL + "/"}, []int{exitHandshake, exitReceive}, ""},
+		{"a client with a certificate from the CA gets the answer", append(withCert, srv.URL+"/"), []int{exitOK}, `"caller":"client"`},
+		{"an HTTP error with --fail exits 22", append(withCert, "--fail", srv.URL+"/missing"), []int{exitHTTPError}, "HTTP 404"},
+		{"a server certificate from an unknown CA fails the handshake", []string{srv.URL + "/"}, []int{exitHandshake}, ""},
+		{"a closed port is refused", []string{"-k", closedURL}, []int{exitRefused}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			got := fetch(tc.args, &out, &errOut)
+			ok := false
+			for _, w := range tc.want {
+				ok = ok || got == w
+			}
+			if !ok {
+				t.Fatalf("exit %d, want one of %v\nstdout: %s\nstderr: %s", got, tc.want, out.String(), errOut.String())
+			}
+			if !strings.Contains(out.String(), tc.wantOut) {
+				t.Errorf("stdout %q does not contain %q", out.String(), tc.wantOut)
+			}
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	hello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00}
+	appData := []byte{0x17, 0x03, 0x03, 0x00, 0x20, 0x01}
+	json := []byte("POST /process HTTP/1.1\r\n\r\n{\"request_id\": \"1\"}")
+	j, h := Summarize([][]byte{hello, appData, json, hello[:5]})
+	if j != 1 || h != 1 {
+		t.Fatalf("Summarize = %d JSON, %d ClientHello; want 1 and 1", j, h)
+	}
+}
