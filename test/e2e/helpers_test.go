@@ -26,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -34,13 +35,13 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Pinned third-party images: the capture needs tcpdump and tshark, the rogue
-// pod only curl (the seed used alpine + apk add curl, which needs a package
-// mirror at test time).
-const (
-	netshootImage = "docker.io/nicolaka/netshoot:v0.13"
-	curlImage     = "docker.io/curlimages/curl:8.11.1"
-)
+// toolboxImage is the suite's own tool image (test/toolbox, built by `make
+// images` like the apps): `fetch` replaces curl and `capture` tcpdump and
+// tshark, so that no third-party image is pulled, on kind or on the local
+// node.
+func toolboxImage() string {
+	return fmt.Sprintf("%s/e2e-toolbox:%s", suite.registry, suite.imageTag)
+}
 
 // env holds the settings hack/kind-e2e.sh passes in.
 type env struct {
@@ -189,11 +190,16 @@ func installDemo(t *testing.T, namespace string, sets ...string) {
 // readyPod returns the single Ready pod of a demo component, waiting for it.
 func readyPod(ctx context.Context, t *testing.T, namespace, component string) *corev1.Pod {
 	t.Helper()
+	return readySelected(ctx, t, namespace, "app.kubernetes.io/component="+component+",app.kubernetes.io/instance=mtls-demo")
+}
+
+// readySelected waits until exactly one pod matches the label selector and
+// it is Ready (during a rollout the old pod is still Ready), and returns it.
+func readySelected(ctx context.Context, t *testing.T, namespace, selector string) *corev1.Pod {
+	t.Helper()
 	var found *corev1.Pod
 	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		pods, err := kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
-			LabelSelector: "app.kubernetes.io/component=" + component + ",app.kubernetes.io/instance=mtls-demo",
-		})
+		pods, err := kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return false, nil
 		}
@@ -204,7 +210,6 @@ func readyPod(ctx context.Context, t *testing.T, namespace, component string) *c
 				ready = append(ready, p)
 			}
 		}
-		// Exactly one: during a rollout the old pod is still Ready.
 		if len(ready) == 1 && len(pods.Items) == 1 {
 			found = ready[0]
 			return true, nil
@@ -212,7 +217,7 @@ func readyPod(ctx context.Context, t *testing.T, namespace, component string) *c
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("no single Ready %s pod in %s: %v", component, namespace, err)
+		t.Fatalf("no single Ready pod %s in %s: %v", selector, namespace, err)
 	}
 	return found
 }
@@ -357,5 +362,47 @@ func clientPod(namespace, name, url string, count int, useMTLS bool) *corev1.Pod
 				SecurityContext: csc,
 			}},
 		},
+	}
+}
+
+// optInAnnotations opt a pod in with the namespace's demo CA.
+func optInAnnotations() map[string]string {
+	return map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "demo-ca"}
+}
+
+// withPodCert adds the injected certificate files to a toolbox fetch.
+func withPodCert(args ...string) []string {
+	return append(args, "--cacert", "/var/run/mtls/ca.crt", "--cert", "/var/run/mtls/tls.crt", "--key", "/var/run/mtls/tls.key")
+}
+
+// frontendSelector is the frontend pod's labels that the chart's
+// NetworkPolicy selects on (so a pod with them may reach the backend), and
+// none that would make frontend-svc send it traffic: Services select on the
+// same labels, so the pod is kept out of the endpoints by a readiness probe
+// that never passes (see toolboxPod).
+func frontendSelector(frontend *corev1.Pod) map[string]string {
+	out := map[string]string{}
+	for _, k := range []string{"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"} {
+		if v, ok := frontend.Labels[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// toolboxPod is a one-shot pod of the suite's toolbox image under the
+// restricted security context, with optional annotations (opt in) and
+// labels. With labels it gets a readiness probe that never passes, so no
+// Service routes to it.
+func toolboxPod(namespace, name string, annotations, labels map[string]string, args ...string) *corev1.Pod {
+	psc, csc := restrictedSecurity()
+	c := corev1.Container{Name: "toolbox", Image: toolboxImage(), ImagePullPolicy: corev1.PullIfNotPresent, Args: args, SecurityContext: csc}
+	if len(labels) > 0 {
+		c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+			TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(1)}}, PeriodSeconds: 60}
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Annotations: annotations, Labels: labels},
+		Spec:       corev1.PodSpec{SecurityContext: psc, Containers: []corev1.Container{c}},
 	}
 }

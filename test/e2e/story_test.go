@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -90,26 +91,18 @@ func TestFrontendToBackendMTLS(t *testing.T) {
 }
 
 // The seed's appendix: a pod without a certificate is refused in the TLS
-// handshake, even with curl -k (server verification off). frontend-svc is
+// handshake, even with server verification off (curl -k). frontend-svc is
 // open to every pod at the network level (the chart's NetworkPolicy), so the
 // refusal there can only come from mTLS; backend-svc is additionally closed
 // by NetworkPolicy, so there any failure counts. A control pod with an
-// injected certificate, the same curl and the same URL succeeds.
+// injected certificate, the same tool and the same URL succeeds.
 func TestRoguePodRefused(t *testing.T) {
 	ctx := ctxFor(t, 5*time.Minute)
 	ns := suite.demoNamespace
 	dumpOnFailure(t, ns)
-	psc, csc := restrictedSecurity()
-	curlPod := func(name string, annotations map[string]string, args ...string) *corev1.Pod {
-		return &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
-			Spec: corev1.PodSpec{SecurityContext: psc, Containers: []corev1.Container{{
-				Name: "curl", Image: curlImage, Args: args, SecurityContext: csc,
-			}}},
-		}
-	}
-	// curl exit codes: 35 handshake failed, 56 receive failure (TLS 1.3
-	// reports the missing certificate after the handshake), 28 timeout.
+	// Exit codes as curl's: 35 handshake failed, 56 receive failure (TLS 1.3
+	// reports the missing certificate after the handshake), 7 refused, 28
+	// timeout.
 	for _, tc := range []struct {
 		name, url string
 		allowed   map[int32]bool
@@ -117,19 +110,129 @@ func TestRoguePodRefused(t *testing.T) {
 		{"rogue-frontend", "https://frontend-svc:8080/healthz", map[int32]bool{35: true, 56: true}},
 		{"rogue-backend", "https://backend-svc:8080/healthz", map[int32]bool{7: true, 28: true, 35: true, 56: true}},
 	} {
-		res := runPod(ctx, t, curlPod(tc.name, nil, "-sS", "-v", "-k", "--max-time", "10", "-o", "/dev/null", "-w", "HTTP %{http_code}\n", tc.url))
+		res := runPod(ctx, t, toolboxPod(ns, tc.name, nil, nil, "fetch", "-k", "--max-time", "10s", tc.url))
 		if !tc.allowed[res.exitCode] || strings.Contains(res.logs, "HTTP 200") {
-			t.Errorf("%s: curl -k %s exited %d, want a refused connection (%v):\n%s", tc.name, tc.url, res.exitCode, tc.allowed, res.logs)
+			t.Errorf("%s: fetch -k %s exited %d, want a refused connection (%v):\n%s", tc.name, tc.url, res.exitCode, tc.allowed, res.logs)
 		}
 	}
-	res := runPod(ctx, t, curlPod("trusted-curl",
-		map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "demo-ca"},
-		"-sS", "--fail", "--max-time", "10", "--cacert", "/var/run/mtls/ca.crt",
-		"--cert", "/var/run/mtls/tls.crt", "--key", "/var/run/mtls/tls.key",
-		"-X", "POST", "-H", "Content-Type: application/json", "-d", `{"request_id": "e2e-1"}`,
-		"https://frontend-svc:8080/submit"))
+	res := runPod(ctx, t, toolboxPod(ns, "trusted-fetch", optInAnnotations(), nil,
+		append(withPodCert("fetch", "--fail", "--max-time", "10s"),
+			"-X", "POST", "-d", `{"request_id": "e2e-1"}`, "https://frontend-svc:8080/submit")...))
 	if res.exitCode != 0 || !strings.Contains(res.logs, `"request_id":"e2e-1"`) {
-		t.Errorf("control pod with a certificate: curl exited %d, want 0 and the answer:\n%s", res.exitCode, res.logs)
+		t.Errorf("control pod with a certificate: fetch exited %d, want 0 and the answer:\n%s", res.exitCode, res.logs)
+	}
+}
+
+// A certificate from the right CA is not enough: the backend lets in only
+// the SPIFFE IDs in ALLOWED_CLIENTS. A pod that carries the frontend's
+// labels (so the NetworkPolicy lets it reach backend-svc) but runs as
+// another service account holds a valid certificate for its own identity,
+// completes the TLS handshake, and is answered 403 by the backend.
+func TestBackendRefusesUnlistedIdentity(t *testing.T) {
+	ctx := ctxFor(t, 5*time.Minute)
+	ns := suite.demoNamespace
+	dumpOnFailure(t, ns)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "intruder", Namespace: ns}}
+	if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = kube.CoreV1().ServiceAccounts(ns).Delete(context.Background(), "intruder", metav1.DeleteOptions{})
+	})
+	frontend := readyPod(ctx, t, ns, "frontend")
+	pod := toolboxPod(ns, "intruder", optInAnnotations(), frontendSelector(frontend),
+		withPodCert("fetch", "--fail", "--max-time", "10s", "-X", "POST", "-d", `{"request_id": "e2e-403"}`,
+			"https://backend-svc:8080/process")...)
+	pod.Spec.ServiceAccountName = "intruder"
+	res := runPod(ctx, t, pod)
+	if res.exitCode != 22 || !strings.Contains(res.logs, "HTTP 403") {
+		t.Fatalf("a valid certificate for spiffe://cluster.local/ns/%s/sa/intruder: fetch exited %d, want 22 and HTTP 403 from the backend:\n%s", ns, res.exitCode, res.logs)
+	}
+}
+
+// The chart's NetworkPolicy is enforced, not just stored: a pod with a
+// valid certificate but without the frontend's labels reaches frontend-svc
+// (open to all), yet its connection to backend-svc's app port is dropped
+// (a timeout, not a TLS refusal), while the backend's ops port, which the
+// policy leaves open, answers it.
+func TestNetworkPolicyDropsRogueConnection(t *testing.T) {
+	ctx := ctxFor(t, 5*time.Minute)
+	ns := suite.demoNamespace
+	dumpOnFailure(t, ns)
+	backend := readyPod(ctx, t, ns, "backend")
+	open := runPod(ctx, t, toolboxPod(ns, "np-frontend", optInAnnotations(), nil,
+		withPodCert("fetch", "--fail", "--max-time", "10s", "https://frontend-svc:8080/healthz")...))
+	if open.exitCode != 0 {
+		t.Fatalf("control: frontend-svc from a pod with a certificate: fetch exited %d:\n%s", open.exitCode, open.logs)
+	}
+	ops := runPod(ctx, t, toolboxPod(ns, "np-ops", nil, nil,
+		"fetch", "--fail", "--max-time", "10s", fmt.Sprintf("http://%s:8081/healthz", backend.Status.PodIP)))
+	if ops.exitCode != 0 {
+		t.Fatalf("control: the backend's ops port (open in the policy) exited %d:\n%s", ops.exitCode, ops.logs)
+	}
+	dropped := runPod(ctx, t, toolboxPod(ns, "np-rogue", optInAnnotations(), nil,
+		withPodCert("fetch", "--max-time", "8s", "https://backend-svc:8080/healthz")...))
+	if dropped.exitCode != 28 {
+		t.Fatalf("backend-svc:8080 from a non-frontend pod: fetch exited %d, want 28 (dropped by NetworkPolicy, so a timeout):\n%s", dropped.exitCode, dropped.logs)
+	}
+}
+
+// A plain Deployment, never annotated, runs without a certificate. Once its
+// pod template is annotated, the rollout's new pods are injected and serve
+// a certificate from the namespace's CA, as `kubectl annotate` on a real
+// workload would do.
+func TestAnnotatingADeploymentTurnsOnMTLS(t *testing.T) {
+	ctx := ctxFor(t, 8*time.Minute)
+	ns := suite.demoNamespace
+	dumpOnFailure(t, ns)
+	psc, csc := restrictedSecurity()
+	labels := map[string]string{"app": "late-adopter"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "late-adopter", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{SecurityContext: psc, Containers: []corev1.Container{{
+					Name: "app", Image: image("backend"), ImagePullPolicy: corev1.PullIfNotPresent, SecurityContext: csc,
+					Env: []corev1.EnvVar{{Name: "USE_MTLS", Value: "false"}},
+				}}},
+			},
+		},
+	}
+	if _, err := kube.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = kube.AppsV1().Deployments(ns).Delete(context.Background(), dep.Name, metav1.DeleteOptions{})
+	})
+	waitRollout(ctx, t, ns, dep.Name)
+	plain := readySelected(ctx, t, ns, "app=late-adopter")
+	if hasCSIVolume(plain) {
+		t.Fatal("an unannotated Deployment's pod got the CSI volume")
+	}
+	if m := metrics(ctx, t, plain); strings.Contains(m, "mtls_cert_info{") {
+		t.Fatalf("the plain pod reports a certificate in service:\n%s", m)
+	}
+
+	// kubectl annotate: the pod template opts in. USE_MTLS=false in the
+	// template would win over the injected switch (user values win), so the
+	// patch removes it, as a user turning mTLS on would.
+	patch := `{"spec":{"template":{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/issuer":"demo-ca"}},` +
+		`"spec":{"containers":[{"name":"app","env":[{"name":"USE_MTLS","$patch":"delete"}]}]}}}}`
+	if _, err := kube.AppsV1().Deployments(ns).Patch(ctx, dep.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRollout(ctx, t, ns, dep.Name)
+	injected := readySelected(ctx, t, ns, "app=late-adopter")
+	if injected.UID == plain.UID || !hasCSIVolume(injected) {
+		t.Fatalf("after annotating the template: pod %s (was %s), CSI volume %t; want a new, injected pod", injected.Name, plain.Name, hasCSIVolume(injected))
+	}
+	m := metrics(ctx, t, injected)
+	wantID := fmt.Sprintf(`identity="spiffe://cluster.local/ns/%s/sa/default"`, ns)
+	if !strings.Contains(m, "mtls_cert_info{") || !strings.Contains(m, wantID) {
+		t.Fatalf("the injected pod does not serve a certificate for %s:\n%s", wantID, m)
 	}
 }
 

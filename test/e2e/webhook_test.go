@@ -18,9 +18,9 @@ import (
 
 // Case 3, step 4 (Wireshark): capture the frontend -> backend hop on the
 // node, as the seed did with `minikube ssh -- tcpdump`. With USE_MTLS=false
-// the JSON body is on the wire; after toggling to USE_MTLS=true there is a TLS
-// handshake (tshark decoding port 8080 as TLS, the seed's "Decode As") and
-// the JSON is gone.
+// the JSON body is on the wire; after toggling to USE_MTLS=true connections
+// open with a TLS ClientHello (the seed's Wireshark "Decode As" TLS on port
+// 8080) and the JSON is gone.
 func TestUseMTLSTogglePacketCapture(t *testing.T) {
 	ctx := ctxFor(t, 15*time.Minute)
 	ns := "e2e-toggle"
@@ -39,16 +39,12 @@ func TestUseMTLSTogglePacketCapture(t *testing.T) {
 	}
 }
 
-// capture runs tcpdump in a host-network pod on the backend's node for 30s
-// while the demo client sends requests, then summarizes the capture.
+// capture runs the toolbox's capture in a host-network pod on the backend's
+// node for 30s while the demo client sends requests: real frames on the
+// node's interfaces, summarized as packets, JSON bodies and ClientHellos.
 func capture(ctx context.Context, t *testing.T, ns string, useMTLS bool) string {
 	t.Helper()
 	backend := readyPod(ctx, t, ns, "backend")
-	script := fmt.Sprintf(`timeout -s INT 30 tcpdump -i any -U -w /tmp/c.pcap 'tcp port 8080 and host %s'
-echo "PACKETS=$(tcpdump -r /tmp/c.pcap 2>/dev/null | wc -l)"
-echo "JSON_BODIES=$(tcpdump -r /tmp/c.pcap -A 2>/dev/null | grep -c '"request_id"')"
-echo "CLIENT_HELLOS=$(tshark -r /tmp/c.pcap -d tcp.port==8080,tls -Y 'tls.handshake.type == 1' 2>/dev/null | wc -l)"
-`, backend.Status.PodIP)
 	name := fmt.Sprintf("capture-%t", useMTLS)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -57,7 +53,8 @@ echo "CLIENT_HELLOS=$(tshark -r /tmp/c.pcap -d tcp.port==8080,tls -Y 'tls.handsh
 			HostNetwork:   true,
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
-				Name: "tcpdump", Image: netshootImage, Command: []string{"sh", "-c", script},
+				Name: "capture", Image: toolboxImage(), ImagePullPolicy: corev1.PullIfNotPresent,
+				Args:            []string{"capture", "--port", "8080", "--duration", "30s"},
 				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0)},
 			}},
 		},
@@ -67,13 +64,13 @@ echo "CLIENT_HELLOS=$(tshark -r /tmp/c.pcap -d tcp.port==8080,tls -Y 'tls.handsh
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deletePod(ns, created.Name) })
-	// Start the traffic only once tcpdump listens.
+	// Start the traffic only once the capture listens.
 	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		raw, err := kube.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
 		return err == nil && strings.Contains(string(raw), "listening on"), nil
 	})
 	if err != nil {
-		t.Fatalf("tcpdump did not start: %v", err)
+		t.Fatalf("the capture did not start: %v", err)
 	}
 	scheme := "http"
 	if useMTLS {
@@ -100,7 +97,7 @@ func optedIn(ns, name string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
 			Annotations: map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "demo-ca"}},
 		Spec: corev1.PodSpec{SecurityContext: psc, Containers: []corev1.Container{{
-			Name: "app", Image: curlImage, SecurityContext: csc}}},
+			Name: "app", Image: toolboxImage(), SecurityContext: csc}}},
 	}
 }
 
