@@ -196,7 +196,8 @@ func TestAnnotatingADeploymentTurnsOnMTLS(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{SecurityContext: psc, Containers: []corev1.Container{{
 					Name: "app", Image: image("backend"), ImagePullPolicy: corev1.PullIfNotPresent, SecurityContext: csc,
-					Env: []corev1.EnvVar{{Name: "USE_MTLS", Value: "false"}},
+					// The ops port serves /metrics in plain HTTP, as the chart sets it.
+					Env: []corev1.EnvVar{{Name: "USE_MTLS", Value: "false"}, {Name: "OPS_PORT", Value: "8081"}},
 				}}},
 			},
 		},
