@@ -50,7 +50,9 @@ type Config struct {
 	CommonName string
 	// DNSNames is nil when the names must be derived from Services.
 	DNSNames []string
-	// URISANs always holds at least the SPIFFE ID unless the user replaced it.
+	// URISANs starts with the pod's SPIFFE ID, SPIFFEID(trust domain),
+	// followed by the URIs of mtls.demo/uri-sans; the policy decides whether
+	// those may be added.
 	URISANs []string
 
 	Duration    time.Duration
@@ -76,8 +78,11 @@ type Defaults struct {
 	Issuer      IssuerRef
 	Duration    time.Duration
 	RenewBefore time.Duration
-	// TrustDomain is the SPIFFE trust domain of the default URI SAN.
+	// TrustDomain is the SPIFFE trust domain of the pod's SPIFFE ID.
 	TrustDomain string
+	// Limits cap what an annotation may ask for; zero fields mean the
+	// defaults.
+	Limits Limits
 }
 
 // NewDefaults returns the defaults the webhook starts with when no flag
@@ -89,12 +94,13 @@ func NewDefaults() Defaults {
 		Duration:    24 * time.Hour,
 		RenewBefore: 8 * time.Hour,
 		TrustDomain: "cluster.local",
+		Limits:      NewLimits(),
 	}
 }
 
-// SPIFFEID returns the default URI SAN for a trust domain. The templates are
-// expanded by the CSI driver when it mounts the volume, so the ID follows the
-// pod's namespace and service account without the webhook knowing them.
+// SPIFFEID returns the pod's SPIFFE ID in a trust domain, as a template: the
+// CSI driver expands it when it mounts the volume, from the namespace and
+// service account the kubelet reports, so no annotation can change them.
 func SPIFFEID(trustDomain string) string {
 	return "spiffe://" + trustDomain + "/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}"
 }

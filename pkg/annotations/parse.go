@@ -6,26 +6,25 @@ import (
 	"os"
 	"path"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// MinDuration is the shortest certificate lifetime accepted. Anything shorter
-// would keep the issuer busy re-signing and gives no time to roll out.
+// MinDuration is the shortest certificate lifetime any flag may allow.
+// Anything shorter would keep the issuer busy re-signing and gives no time
+// to roll out.
 const MinDuration = time.Minute
 
-// rsaMin and rsaMax bound RSA key sizes: below 2048 bits is broken, above
-// 8192 is refused by cert-manager.
-const (
-	rsaMin = 2048
-	rsaMax = 8192
-)
+// maxListErrors is how many bad entries of one list are reported one by one;
+// the rest are summed up in one more error, so that a long annotation cannot
+// make the answer long too.
+const maxListErrors = 8
 
 // templatePlaceholders lists the templates the CSI driver expands in common-name,
 // dns-names and uri-sans when it mounts the volume. Anything else written as
@@ -78,6 +77,21 @@ func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList
 
 	cfg := Config{Enabled: true, UseMTLS: true, MountPath: DefaultMountPath}
 	warnings := unknownKeys(ann)
+	lim := d.Limits.WithDefaults()
+
+	// Refuse overlong values before reading them: nothing below may spend
+	// time on them. The pod is refused anyway, so they are dropped from
+	// the view the other checks see.
+	if el := checkLengths(ann, lim.MaxValueBytes); len(el) > 0 {
+		errs = append(errs, el...)
+		trimmed := make(map[string]string, len(ann))
+		for k, v := range ann {
+			if !strings.HasPrefix(k, Prefix) || len(v) <= lim.MaxValueBytes {
+				trimmed[k] = v
+			}
+		}
+		ann = trimmed
+	}
 
 	cfg.Issuer, errs = parseIssuer(ann, d, errs)
 
@@ -87,20 +101,21 @@ func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList
 	}
 	if v, ok := ann[DNSNames]; ok {
 		var el field.ErrorList
-		cfg.DNSNames, el = parseDNSNames(v)
+		cfg.DNSNames, el = parseDNSNames(v, lim.MaxDNSNames)
 		errs = append(errs, el...)
 	}
-	cfg.URISANs = []string{SPIFFEID(d.TrustDomain)}
+	spiffe := SPIFFEID(d.TrustDomain)
+	cfg.URISANs = []string{spiffe}
 	if v, ok := ann[URISANs]; ok {
-		var el field.ErrorList
-		cfg.URISANs, el = parseURIs(v)
+		extra, el := parseURIs(v, spiffe, lim.MaxURISANs)
+		cfg.URISANs = append(cfg.URISANs, extra...)
 		errs = append(errs, el...)
 	}
 
 	var el field.ErrorList
-	cfg.Duration, cfg.RenewBefore, el = parseLifetime(ann, d)
+	cfg.Duration, cfg.RenewBefore, el = parseLifetime(ann, d, lim)
 	errs = append(errs, el...)
-	cfg.KeyAlgorithm, cfg.KeySize, el = parseKey(ann)
+	cfg.KeyAlgorithm, cfg.KeySize, el = parseKey(ann, lim.MaxRSAKeySize)
 	errs = append(errs, el...)
 
 	if v, ok := ann[Containers]; ok {
@@ -187,8 +202,24 @@ func parseIssuer(ann map[string]string, d Defaults, errs field.ErrorList) (Issue
 	return ref, errs
 }
 
+// checkLengths refuses every mtls.demo/ value longer than max bytes.
+func checkLengths(ann map[string]string, limit int) field.ErrorList {
+	var errs field.ErrorList
+	for k, v := range ann {
+		if len(v) > limit && strings.HasPrefix(k, Prefix) {
+			errs = append(errs, field.Invalid(PathFor(k), v[:32]+"...",
+				fmt.Sprintf("is %d bytes long; an annotation value of this webhook may have at most %d (--max-annotation-bytes)", len(v), limit)))
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
+	return errs
+}
+
 func checkCommonName(v string) field.ErrorList {
 	p := PathFor(CommonName)
+	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+		return field.ErrorList{field.Invalid(p, v, fmt.Sprintf("contains the control character %U at byte %d; a common name is printable text", []rune(v[i:])[0], i))}
+	}
 	expanded, el := expandTemplates(p, v)
 	if el != nil {
 		return el
@@ -202,9 +233,9 @@ func checkCommonName(v string) field.ErrorList {
 	return nil
 }
 
-func parseDNSNames(v string) ([]string, field.ErrorList) {
+func parseDNSNames(v string, limit int) ([]string, field.ErrorList) {
 	p := PathFor(DNSNames)
-	return parseTemplatedList(p, v, "DNS names", func(name, expanded string) field.ErrorList {
+	return parseTemplatedList(p, v, "DNS names", limit, "--max-dns-names", nil, func(name, expanded string) field.ErrorList {
 		var errs field.ErrorList
 		for _, msg := range validation.IsDNS1123Subdomain(strings.TrimPrefix(expanded, "*.")) {
 			errs = append(errs, field.Invalid(p, name, "not a valid DNS name: "+msg))
@@ -213,9 +244,14 @@ func parseDNSNames(v string) ([]string, field.ErrorList) {
 	})
 }
 
-func parseURIs(v string) ([]string, field.ErrorList) {
+// parseURIs reads the URIs a pod adds to its SPIFFE ID. Listing the SPIFFE
+// ID template itself adds nothing; limit counts the SPIFFE ID too.
+func parseURIs(v, spiffe string, limit int) ([]string, field.ErrorList) {
 	p := PathFor(URISANs)
-	return parseTemplatedList(p, v, "URIs", func(raw, expanded string) field.ErrorList {
+	return parseTemplatedList(p, v, "URIs", limit-1, "--max-uri-sans, the pod's SPIFFE ID included", map[string]bool{spiffe: true}, func(raw, expanded string) field.ErrorList {
+		if strings.IndexFunc(raw, unicode.IsControl) >= 0 || strings.ContainsAny(raw, " ") {
+			return field.ErrorList{field.Invalid(p, raw, "must not contain spaces or control characters")}
+		}
 		u, err := url.ParseRequestURI(expanded)
 		if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "") {
 			return field.ErrorList{field.Invalid(p, raw, "must be an absolute URI with a scheme and a host, such as spiffe://cluster.local/ns/demo/sa/frontend")}
@@ -226,33 +262,67 @@ func parseURIs(v string) ([]string, field.ErrorList) {
 
 // parseTemplatedList splits a comma list whose entries may hold the
 // driver's templates, checks each entry once its templates are expanded to
-// placeholders, and keeps the first of any duplicates.
-func parseTemplatedList(p *field.Path, v, what string, check func(raw, expanded string) field.ErrorList) ([]string, field.ErrorList) {
+// placeholders, and keeps the first of any duplicates; entries in skip are
+// dropped. It is linear in the length of v: duplicates are found through a
+// map, and more than limit distinct entries, or more than maxListErrors bad
+// ones, end the work early.
+func parseTemplatedList(p *field.Path, v, what string, limit int, limitFlag string, skip map[string]bool, check func(raw, expanded string) field.ErrorList) ([]string, field.ErrorList) {
 	var (
 		out  []string
 		errs field.ErrorList
+		bad  int
 	)
-	for _, raw := range splitList(v) {
+	entries := splitList(v)
+	seen := make(map[string]struct{}, min(len(entries), limit+1))
+	for _, raw := range entries {
 		if raw == "" {
-			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of "+what+" without empty entries"))
+			bad++
+			if bad <= maxListErrors {
+				errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of "+what+" without empty entries"))
+			}
 			continue
+		}
+		if _, dup := seen[raw]; dup || skip[raw] {
+			continue
+		}
+		seen[raw] = struct{}{}
+		if len(seen) > limit {
+			n := countDistinct(entries, skip)
+			return nil, append(errs, field.Invalid(p, fmt.Sprintf("(%d %s)", n, what),
+				fmt.Sprintf("lists %d distinct %s; a certificate may carry at most %d (%s)", n, what, limit, limitFlag)))
 		}
 		expanded, el := expandTemplates(p, raw)
 		if el == nil {
 			el = check(raw, expanded)
 		}
 		if el != nil {
-			errs = append(errs, el...)
+			bad++
+			if bad <= maxListErrors {
+				errs = append(errs, el...)
+			}
 			continue
 		}
-		if !slices.Contains(out, raw) {
-			out = append(out, raw)
-		}
+		out = append(out, raw)
+	}
+	if bad > maxListErrors {
+		errs = append(errs, field.Invalid(p, fmt.Sprintf("(%d entries)", len(entries)),
+			fmt.Sprintf("and %d more bad %s not listed", bad-maxListErrors, what)))
 	}
 	return out, errs
 }
 
-func parseLifetime(ann map[string]string, d Defaults) (time.Duration, time.Duration, field.ErrorList) {
+// countDistinct counts the distinct non-empty entries not in skip.
+func countDistinct(entries []string, skip map[string]bool) int {
+	seen := make(map[string]struct{}, len(entries))
+	for _, e := range entries {
+		if e != "" && !skip[e] {
+			seen[e] = struct{}{}
+		}
+	}
+	return len(seen)
+}
+
+func parseLifetime(ann map[string]string, d Defaults, lim Limits) (time.Duration, time.Duration, field.ErrorList) {
 	var errs field.ErrorList
 	dur, renew := d.Duration, d.RenewBefore
 	durSet, renewSet := false, false
@@ -262,8 +332,9 @@ func parseLifetime(ann map[string]string, d Defaults) (time.Duration, time.Durat
 		switch {
 		case err != nil:
 			errs = append(errs, field.Invalid(PathFor(Duration), v, "must be a Go duration such as 24h or 90m"))
-		case parsed < MinDuration:
-			errs = append(errs, field.Invalid(PathFor(Duration), v, "must be at least "+MinDuration.String()))
+		case parsed < lim.MinDuration || parsed > lim.MaxDuration:
+			errs = append(errs, field.Invalid(PathFor(Duration), v,
+				fmt.Sprintf("must be from %s to %s (--min-duration, --max-duration)", lim.MinDuration, lim.MaxDuration)))
 		default:
 			dur = parsed
 		}
@@ -301,7 +372,7 @@ func parseLifetime(ann map[string]string, d Defaults) (time.Duration, time.Durat
 	return dur, renew, errs
 }
 
-func parseKey(ann map[string]string) (string, int, field.ErrorList) {
+func parseKey(ann map[string]string, maxRSA int) (string, int, field.ErrorList) {
 	alg := AlgorithmECDSA
 	if v, ok := ann[KeyAlgorithm]; ok {
 		switch {
@@ -315,7 +386,7 @@ func parseKey(ann map[string]string) (string, int, field.ErrorList) {
 	}
 	size := 256
 	if alg == AlgorithmRSA {
-		size = rsaMin
+		size = RSAMinKeySize
 	}
 	v, ok := ann[KeySize]
 	if !ok {
@@ -330,14 +401,14 @@ func parseKey(ann map[string]string) (string, int, field.ErrorList) {
 	case AlgorithmECDSA:
 		if n != 256 && n != 384 && n != 521 {
 			msg := "ECDSA keys must be 256, 384 or 521 bits"
-			if n >= rsaMin {
+			if n >= RSAMinKeySize {
 				msg += "; for an RSA key also set " + KeyAlgorithm + ": RSA"
 			}
 			return "", 0, field.ErrorList{field.Invalid(p, v, msg)}
 		}
 	case AlgorithmRSA:
-		if n < rsaMin || n > rsaMax {
-			return "", 0, field.ErrorList{field.Invalid(p, v, fmt.Sprintf("RSA keys must be %d to %d bits", rsaMin, rsaMax))}
+		if n < RSAMinKeySize || n > maxRSA {
+			return "", 0, field.ErrorList{field.Invalid(p, v, fmt.Sprintf("RSA keys must be %d to %d bits (--max-rsa-key-size)", RSAMinKeySize, maxRSA))}
 		}
 	}
 	return alg, n, nil
@@ -348,18 +419,35 @@ func parseContainers(v string) ([]string, field.ErrorList) {
 	var (
 		names []string
 		errs  field.ErrorList
+		bad   int
 	)
-	for _, name := range splitList(v) {
+	seen := map[string]bool{}
+	entries := splitList(v)
+	for _, name := range entries {
+		var el field.ErrorList
 		if name == "" {
-			errs = append(errs, field.Invalid(p, v, "must be a comma-separated list of container names without empty entries"))
-			continue
+			el = field.ErrorList{field.Invalid(p, v, "must be a comma-separated list of container names without empty entries")}
 		}
 		for _, msg := range validation.IsDNS1123Label(name) {
-			errs = append(errs, field.Invalid(p, name, "not a valid container name: "+msg))
+			if name != "" {
+				el = append(el, field.Invalid(p, name, "not a valid container name: "+msg))
+			}
 		}
-		if !slices.Contains(names, name) {
+		if len(el) > 0 {
+			bad++
+			if bad <= maxListErrors {
+				errs = append(errs, el...)
+			}
+			continue
+		}
+		if !seen[name] {
+			seen[name] = true
 			names = append(names, name)
 		}
+	}
+	if bad > maxListErrors {
+		errs = append(errs, field.Invalid(p, fmt.Sprintf("(%d entries)", len(entries)),
+			fmt.Sprintf("and %d more bad container names not listed", bad-maxListErrors)))
 	}
 	return names, errs
 }
@@ -393,6 +481,9 @@ func checkMountPath(v string) field.ErrorList {
 // so the result can be checked like a literal value; unknown variables are
 // errors, exactly as they would be when the driver mounts the volume.
 func expandTemplates(p *field.Path, v string) (string, field.ErrorList) {
+	if !closedTemplates(v) {
+		return "", field.ErrorList{field.Invalid(p, v, "has a ${ without its closing }; templates are written ${POD_NAME}")}
+	}
 	var unknown []string
 	out := os.Expand(v, func(name string) string {
 		if ph, ok := templatePlaceholders[name]; ok {
@@ -414,6 +505,23 @@ func expandTemplates(p *field.Path, v string) (string, field.ErrorList) {
 	}
 	return "", field.ErrorList{field.Invalid(p, v, fmt.Sprintf("unknown template variable %q; the CSI driver only expands %s",
 		unknown[0], strings.Join(known, ", ")))}
+}
+
+// closedTemplates reports whether every ${ in v has a } after it. os.Expand
+// scans to the end of the value for each unclosed ${, which is quadratic;
+// once every ${ is known to be closed, it reads each byte once.
+func closedTemplates(v string) bool {
+	for {
+		i := strings.Index(v, "${")
+		if i < 0 {
+			return true
+		}
+		j := strings.IndexByte(v[i+2:], '}')
+		if j < 0 {
+			return false
+		}
+		v = v[i+2+j+1:]
+	}
 }
 
 func splitList(v string) []string {

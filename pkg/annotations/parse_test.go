@@ -1,6 +1,7 @@
 package annotations
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,17 @@ func base(extra ...string) map[string]string {
 		m[extra[i]] = extra[i+1]
 	}
 	return m
+}
+
+// sixtyFourNames are --max-dns-names valid names that, joined with commas,
+// are exactly --max-annotation-bytes long.
+func sixtyFourNames() []string {
+	names := make([]string, 64)
+	for i := range names {
+		names[i] = fmt.Sprintf("%02d", i) + strings.Repeat("a", 61)
+	}
+	names[63] = "63." + strings.Repeat("a", 61)
+	return names
 }
 
 func defaultConfig() Config {
@@ -63,7 +75,7 @@ func TestParseAccepts(t *testing.T) {
 				c.Issuer = IssuerRef{Name: "team-ca", Kind: KindClusterIssuer, Group: CertManagerGroup}
 				c.CommonName = "${POD_NAME}"
 				c.DNSNames = []string{"api", "api.shop.svc", "*.api.shop"}
-				c.URISANs = []string{"spiffe://corp/ns/shop/sa/api", "https://api.example"}
+				c.URISANs = []string{"spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}", "spiffe://corp/ns/shop/sa/api", "https://api.example"}
 				c.Duration, c.RenewBefore = 48*time.Hour, 12*time.Hour
 				c.KeyAlgorithm, c.KeySize = AlgorithmRSA, 3072
 				c.Containers = []string{"app", "proxy"}
@@ -82,6 +94,22 @@ func TestParseAccepts(t *testing.T) {
 			ann: base(IssuerGroup, "awspca.cert-manager.io", IssuerKind, "AWSPCAClusterIssuer", Issuer, "pca"),
 			want: func(c *Config) {
 				c.Issuer = IssuerRef{Name: "pca", Kind: "AWSPCAClusterIssuer", Group: "awspca.cert-manager.io"}
+			},
+		},
+		"the SPIFFE ID template in uri-sans adds nothing: it is always first": {
+			ann: base(URISANs, "spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME},urn:shop:api"),
+			want: func(c *Config) {
+				c.URISANs = []string{"spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}", "urn:shop:api"}
+			},
+		},
+		"a duration up to --max-duration is accepted": {
+			ann:  base(Duration, "2160h"),
+			want: func(c *Config) { c.Duration = 2160 * time.Hour },
+		},
+		"a value of exactly --max-annotation-bytes with --max-dns-names names is read": {
+			ann: base(DNSNames, strings.Join(sixtyFourNames(), ",")),
+			want: func(c *Config) {
+				c.DNSNames = sixtyFourNames()
 			},
 		},
 		"duplicate list entries are kept once": {
@@ -142,7 +170,64 @@ func TestParseRefuses(t *testing.T) {
 		},
 		"a duration under a minute would keep the issuer re-signing": {
 			ann:  base(Duration, "30s"),
-			want: field.ErrorList{field.Invalid(p(Duration), "30s", "must be at least 1m0s")},
+			want: field.ErrorList{field.Invalid(p(Duration), "30s", "must be from 1m0s to 2160h0m0s (--min-duration, --max-duration)")},
+		},
+		"a 100-year certificate is past --max-duration": {
+			ann:  base(Duration, "876000h"),
+			want: field.ErrorList{field.Invalid(p(Duration), "876000h", "must be from 1m0s to 2160h0m0s (--min-duration, --max-duration)")},
+		},
+		"the duration bounds follow the flags": {
+			ann:      base(Duration, "30m"),
+			defaults: func(d *Defaults) { d.Limits.MinDuration = time.Hour },
+			want:     field.ErrorList{field.Invalid(p(Duration), "30m", "must be from 1h0m0s to 2160h0m0s (--min-duration, --max-duration)")},
+		},
+		"RSA 8192 is past the default --max-rsa-key-size": {
+			ann:  base(KeyAlgorithm, "RSA", KeySize, "8192"),
+			want: field.ErrorList{field.Invalid(p(KeySize), "8192", "RSA keys must be 2048 to 4096 bits (--max-rsa-key-size)")},
+		},
+		"a value over --max-annotation-bytes is refused unread": {
+			ann: base(DNSNames, strings.Repeat("a,", 2049)),
+			want: field.ErrorList{field.Invalid(p(DNSNames), strings.Repeat("a,", 16)+"...",
+				"is 4098 bytes long; an annotation value of this webhook may have at most 4096 (--max-annotation-bytes)")},
+		},
+		"more DNS names than --max-dns-names": {
+			ann:      base(DNSNames, "a,b,c,a"),
+			defaults: func(d *Defaults) { d.Limits.MaxDNSNames = 2 },
+			want:     field.ErrorList{field.Invalid(p(DNSNames), "(3 DNS names)", "lists 3 distinct DNS names; a certificate may carry at most 2 (--max-dns-names)")},
+		},
+		"more URIs than --max-uri-sans, the SPIFFE ID counted": {
+			ann:      base(URISANs, "urn:a,urn:b"),
+			defaults: func(d *Defaults) { d.Limits.MaxURISANs = 2 },
+			want:     field.ErrorList{field.Invalid(p(URISANs), "(2 URIs)", "lists 2 distinct URIs; a certificate may carry at most 1 (--max-uri-sans, the pod's SPIFFE ID included)")},
+		},
+		"a newline in the common name": {
+			ann:  base(CommonName, "admin\nroot"),
+			want: field.ErrorList{field.Invalid(p(CommonName), "admin\nroot", "contains the control character U+000A at byte 5; a common name is printable text")},
+		},
+		"a NUL in the common name": {
+			ann:  base(CommonName, "admin\x00"),
+			want: field.ErrorList{field.Invalid(p(CommonName), "admin\x00", "contains the control character U+0000 at byte 5; a common name is printable text")},
+		},
+		"a space in a URI": {
+			ann:  base(URISANs, "urn:a b"),
+			want: field.ErrorList{field.Invalid(p(URISANs), "urn:a b", "must not contain spaces or control characters")},
+		},
+		"many bad entries are reported eight at a time": {
+			ann: base(Containers, "x", DNSNames, func() string {
+				var b strings.Builder
+				for i := range 20 {
+					fmt.Fprintf(&b, "Bad_%d,", i)
+				}
+				return b.String() + "ok"
+			}()),
+			want: func() field.ErrorList {
+				var el field.ErrorList
+				for i := range 8 {
+					el = append(el, field.Invalid(p(DNSNames), fmt.Sprintf("Bad_%d", i),
+						"not a valid DNS name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"))
+				}
+				return append(el, field.Invalid(p(DNSNames), "(21 entries)", "and 12 more bad DNS names not listed"))
+			}(),
 		},
 		"renew-before equal to the duration would renew forever": {
 			ann:  base(Duration, "1h", RenewBefore, "1h"),
@@ -158,7 +243,7 @@ func TestParseRefuses(t *testing.T) {
 		},
 		"RSA 1024 is too weak": {
 			ann:  base(KeyAlgorithm, "RSA", KeySize, "1024"),
-			want: field.ErrorList{field.Invalid(p(KeySize), "1024", "RSA keys must be 2048 to 8192 bits")},
+			want: field.ErrorList{field.Invalid(p(KeySize), "1024", "RSA keys must be 2048 to 4096 bits (--max-rsa-key-size)")},
 		},
 		"DSA is not an algorithm cert-manager issues": {
 			ann:  base(KeyAlgorithm, "DSA"),
