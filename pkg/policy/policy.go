@@ -1,13 +1,15 @@
 // Package policy holds the platform team's limits on what a pod may ask for:
-// which issuers may sign its certificate, and which DNS names it may claim.
-// Without them any workload could request a certificate for another team's
-// Service from a cluster-wide CA.
+// which issuers may sign its certificate, and which names it may claim. A
+// certificate is the identity mTLS checks, so every name in it is bound to the
+// pod: its own SPIFFE ID, DNS names of its own namespace, and only what an
+// admin's flags add. Without this any workload could request a certificate for
+// another team's identity from a shared CA.
 package policy
 
 import (
 	"fmt"
-	"os"
 	"path"
+	"regexp"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -44,6 +46,12 @@ func ParseIssuerPattern(s string) (IssuerPattern, error) {
 	if !hasGroup {
 		group = annotations.CertManagerGroup
 	}
+	if !kindPattern.MatchString(kind) {
+		return IssuerPattern{}, fmt.Errorf("issuer pattern %q: kind %q must be spelt as the API spells it, a capital letter first, such as Issuer or ClusterIssuer; no pod could ever match it", s, kind)
+	}
+	if group == annotations.CertManagerGroup && kind != annotations.KindIssuer && kind != annotations.KindClusterIssuer {
+		return IssuerPattern{}, fmt.Errorf("issuer pattern %q: cert-manager.io has only the kinds Issuer and ClusterIssuer", s)
+	}
 	if _, err := path.Match(name, ""); err != nil {
 		return IssuerPattern{}, fmt.Errorf("issuer pattern %q: bad name glob %q: %w", s, name, err)
 	}
@@ -59,20 +67,43 @@ func (p IssuerPattern) Matches(ref annotations.IssuerRef) bool {
 	return ok
 }
 
+var kindPattern = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
+
 // Policy is the set of limits applied to every opted-in pod.
 type Policy struct {
 	// AllowedIssuers: an issuer must match one of them.
 	AllowedIssuers []IssuerPattern
 	// AllowAnyDNSNames lifts the rule that DNS names belong to the pod's
-	// own namespace.
+	// own namespace (--allow-any-dns-names); the other checks stay.
 	AllowAnyDNSNames bool
+	// AllowedDNSNames grant names beyond the namespace's own forms, per
+	// namespace (--allowed-dns-names).
+	AllowedDNSNames []DNSGrant
+	// AllowedURISANs are the URIs a pod may carry besides its SPIFFE ID
+	// (--allowed-uri-sans); none by default.
+	AllowedURISANs []Glob
+	// AllowCommonName lets a pod have a common name, one of its own names
+	// (--allow-common-name).
+	AllowCommonName bool
+	// MaxDNSNames caps the DNS names of one certificate, derived ones
+	// included; 0 means annotations.DefaultMaxDNSNames.
+	MaxDNSNames int
 	// ClusterDomain is the suffix of in-cluster names (cluster.local).
 	ClusterDomain string
+	// TrustDomain is the SPIFFE trust domain of the pods' IDs.
+	TrustDomain string
+}
+
+func (p Policy) maxDNSNames() int {
+	if p.MaxDNSNames > 0 {
+		return p.MaxDNSNames
+	}
+	return annotations.DefaultMaxDNSNames
 }
 
 // New builds a Policy from flag values. Empty patterns mean the default.
 func New(patterns []string, allowAnyDNSNames bool, clusterDomain string) (Policy, error) {
-	p := Policy{AllowAnyDNSNames: allowAnyDNSNames, ClusterDomain: clusterDomain}
+	p := Policy{AllowAnyDNSNames: allowAnyDNSNames, ClusterDomain: clusterDomain, TrustDomain: annotations.NewDefaults().TrustDomain}
 	for _, s := range patterns {
 		if strings.TrimSpace(s) == "" {
 			continue
@@ -110,44 +141,4 @@ func (p Policy) CheckIssuer(ref annotations.IssuerRef) field.ErrorList {
 	}
 	return field.ErrorList{field.Forbidden(annotations.PathFor(annotations.Issuer),
 		fmt.Sprintf("issuer %s is not allowed by this webhook's --allowed-issuers (allowed: %s)", what, strings.Join(allowed, ", ")))}
-}
-
-// CheckDNSNames refuses names outside the pod's namespace. A name is the
-// namespace's when it is a bare Service name (resolved relative to the
-// client's namespace) or ends in .<ns>, .<ns>.svc or .<ns>.svc.<domain>.
-// Templates are expanded first, with ${POD_NAMESPACE} as the namespace.
-func (p Policy) CheckDNSNames(namespace string, names []string) field.ErrorList {
-	if p.AllowAnyDNSNames {
-		return nil
-	}
-	suffixes := []string{"." + namespace, "." + namespace + ".svc"}
-	if p.ClusterDomain != "" {
-		suffixes = append(suffixes, "."+namespace+".svc."+p.ClusterDomain)
-	}
-	var errs field.ErrorList
-	for _, raw := range names {
-		// os.Expand, as Parse and the driver do: $POD_NAMESPACE counts too.
-		name := os.Expand(raw, func(v string) string {
-			if v == "POD_NAMESPACE" {
-				return namespace
-			}
-			return "${" + v + "}"
-		})
-		if !strings.Contains(name, ".") || hasAnySuffix(name, suffixes) {
-			continue
-		}
-		errs = append(errs, field.Forbidden(annotations.PathFor(annotations.DNSNames),
-			fmt.Sprintf("%q is outside namespace %s: names must be svc, svc.%s, svc.%s.svc or svc.%s.svc.%s unless the webhook runs with --allow-any-dns-names",
-				raw, namespace, namespace, namespace, namespace, p.ClusterDomain)))
-	}
-	return errs
-}
-
-func hasAnySuffix(s string, suffixes []string) bool {
-	for _, suf := range suffixes {
-		if strings.HasSuffix(s, suf) && len(s) > len(suf) {
-			return true
-		}
-	}
-	return false
 }

@@ -44,31 +44,10 @@ func TestIssuerPolicy(t *testing.T) {
 }
 
 func TestBadIssuerPatternsAreRefusedAtStartUp(t *testing.T) {
-	for _, bad := range []string{"Issuer", "/x", "Issuer/", "Issuer/[a-"} {
+	for _, bad := range []string{"Issuer", "/x", "Issuer/", "Issuer/[a-", "issuer/*", "clusterIssuer/mesh-ca", "Certificate/x"} {
 		if _, err := New([]string{bad}, false, ""); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("pattern %q: err = %v, want one naming the pattern", bad, err)
 		}
-	}
-}
-
-func TestDNSNamesStayInTheNamespace(t *testing.T) {
-	p, _ := New(nil, false, "cluster.local")
-	for name, ok := range map[string]bool{
-		"web": true, "web.shop": true, "web.shop.svc": true, "web.shop.svc.cluster.local": true,
-		"*.web.shop.svc": true, "web.${POD_NAMESPACE}.svc": true, "pod-0.web.shop.svc.cluster.local": true,
-		"web.bank": false, "web.bank.svc": false, "example.com": false, "shop": true, ".shop": false,
-		"web.shop.svc.other.domain": false,
-		// Unbraced, as os.Expand in Parse and the driver reads it.
-		"web.$POD_NAMESPACE.svc": true, "${POD_NAME}.web.bank.svc": false,
-	} {
-		errs := p.CheckDNSNames("shop", []string{name})
-		if got := len(errs) == 0; got != ok {
-			t.Errorf("%q: allowed = %v, want %v (%v)", name, got, ok, errs)
-		}
-	}
-	p.AllowAnyDNSNames = true
-	if errs := p.CheckDNSNames("shop", []string{"example.com"}); len(errs) > 0 {
-		t.Errorf("--allow-any-dns-names still refuses: %v", errs)
 	}
 }
 
