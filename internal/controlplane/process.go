@@ -29,17 +29,33 @@ type Process struct {
 // without stopping it (a panic, go test's -timeout), so nothing outlives a
 // test run.
 func Start(binary string, args []string, dir, logPath string) (*Process, error) {
-	lf, err := os.Create(logPath)
+	return StartCommand(Command{Binary: binary, Args: args, Dir: dir, LogPath: logPath})
+}
+
+// Command is what StartCommand runs.
+type Command struct {
+	Binary  string
+	Args    []string
+	Dir     string   // working directory ("" = the caller's)
+	Env     []string // nil = the caller's environment
+	LogPath string   // stdout and stderr, truncated first
+}
+
+// StartCommand is Start with an environment: same process group, log file
+// and death signal.
+func StartCommand(c Command) (*Process, error) {
+	lf, err := os.Create(c.LogPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(binary, args...)
-	cmd.Dir = dir
+	cmd := exec.Command(c.Binary, c.Args...)
+	cmd.Dir = c.Dir
+	cmd.Env = c.Env
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		_ = lf.Close()
-		return nil, fmt.Errorf("starting %s: %w", binary, err)
+		return nil, fmt.Errorf("starting %s: %w", c.Binary, err)
 	}
 	p := &Process{cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); _ = lf.Close(); close(p.done) }()
@@ -49,20 +65,42 @@ func Start(binary string, args []string, dir, logPath string) (*Process, error) 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Stop asks the process to stop (SIGTERM), kills it after 10 s, and waits
 // until it is gone. It may be called more than once.
-func (p *Process) Stop() {
+func (p *Process) Stop() { p.Terminate(0, 10*time.Second) }
+
+// Terminate sends SIGTERM, again every resend (0: once) for processes that
+// only begin to exit on a second one (kubelet 1.37), kills the process
+// after timeout, and waits until it is gone. It may be called more than
+// once.
+func (p *Process) Terminate(resend, timeout time.Duration) {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	kill := time.After(timeout)
+	var again <-chan time.Time
+	if resend > 0 {
+		t := time.NewTicker(resend)
+		defer t.Stop()
+		again = t.C
+	}
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-again:
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		case <-kill:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			return
+		}
 	}
 }
 
