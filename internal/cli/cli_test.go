@@ -88,11 +88,30 @@ func TestCommandLineMistakes(t *testing.T) {
 		"render without a file":        {[]string{"render"}, 2, "-f FILE"},
 		"a file that does not exist":   {[]string{"render", "-f", "/does/not/exist.yaml"}, 1, "no such file"},
 		"a bad issuer pattern":         {[]string{"render", "-f", "-", "--allowed-issuers", "Issuer"}, 1, `issuer pattern "Issuer"`},
-		"a default duration too short": {[]string{"render", "-f", "-", "--default-duration", "1s"}, 1, "--default-duration=1s: must be at least 1m0s"},
+		"a default duration too short": {[]string{"render", "-f", "-", "--default-duration", "1s"}, 1, "--default-duration=1s: must be at least 1m0s (--min-duration)"},
+		"a default duration past --max-duration": {[]string{"render", "-f", "-", "--default-duration", "24h", "--max-duration", "12h"}, 1,
+			"--default-duration=24h0m0s: must be at least 1m0s (--min-duration) and at most 12h0m0s (--max-duration)"},
 		"a default issuer name the API would refuse": {[]string{"render", "-f", "-", "--default-issuer", "Demo_CA"}, 1,
-			`--default-issuer="Demo_CA" --default-issuer-kind="Issuer" --default-issuer-group="cert-manager.io": every pod relying on them would be refused: Invalid value: "Demo_CA"`},
+			`--default-issuer="Demo_CA" --default-issuer-kind="Issuer" --default-issuer-group="cert-manager.io" --allowed-issuers="": every pod that relies on them would be refused: metadata.annotations[mtls.demo/issuer]: Invalid value: "Demo_CA"`},
 		"a default issuer kind cert-manager does not have": {[]string{"render", "-f", "-", "--default-issuer", "ca", "--default-issuer-kind", "Foo"}, 1,
-			`every pod relying on them would be refused: Unsupported value: "Foo"`},
+			`every pod that relies on them would be refused: metadata.annotations[mtls.demo/issuer-kind]: Unsupported value: "Foo"`},
+		"a default ClusterIssuer that --allowed-issuers forbids": {[]string{"render", "-f", "-", "--default-issuer", "corp-ca", "--default-issuer-kind", "ClusterIssuer"}, 1,
+			`--default-issuer="corp-ca" --default-issuer-kind="ClusterIssuer" --default-issuer-group="cert-manager.io" --allowed-issuers="": every pod that relies on them would be refused: metadata.annotations[mtls.demo/issuer]: Forbidden: issuer ClusterIssuer/corp-ca is not allowed by this webhook's --allowed-issuers (allowed: Issuer/*)`},
+		"a default ClusterIssuer kind without a default name is still checked": {[]string{"render", "-f", "-", "--default-issuer-kind", "ClusterIssuer"}, 1,
+			`--default-issuer-kind="ClusterIssuer"`},
+		"an upper-case trust domain": {[]string{"render", "-f", "-", "--trust-domain", "Cluster.Local"}, 1,
+			`--trust-domain="Cluster.Local": a SPIFFE trust domain is lower-case letters, digits, '.', '-' and '_'`},
+		"a trust domain with a path": {[]string{"serve", "--trust-domain", "td/x"}, 1, `--trust-domain="td/x"`},
+		"a lower-case kind in --allowed-issuers": {[]string{"render", "-f", "-", "--allowed-issuers", "issuer/*"}, 1,
+			`--allowed-issuers: issuer pattern "issuer/*": kind "issuer" must be spelt as the API spells it`},
+		"an upper-case cluster domain makes every derived name invalid": {[]string{"render", "-f", "-", "--cluster-domain", "Cluster.Local"}, 1,
+			`--cluster-domain="Cluster.Local" --max-dns-names=64: every pod that relies on them would be refused: metadata.annotations[mtls.demo/dns-names]`},
+		"an RSA size the driver refuses": {[]string{"render", "-f", "-", "--max-rsa-key-size", "16384"}, 1, "--max-rsa-key-size=16384: must be 2048 to 8192"},
+		"a min duration under a minute": {[]string{"serve", "--min-duration", "10s"}, 1, "--min-duration=10s: must be at least 1m0s"},
+		"a second SPIFFE ID allowed by glob": {[]string{"render", "-f", "-", "--allowed-uri-sans", "spiffe://cluster.local/*"}, 1,
+			`--allowed-uri-sans: "spiffe://cluster.local/*": a pod's only SPIFFE ID is its own`},
+		"a DNS grant without a namespace": {[]string{"render", "-f", "-", "--allowed-dns-names", "*.example.com"}, 1,
+			`--allowed-dns-names: "*.example.com": want namespace=glob`},
 		"serve with a bad issuer check": {[]string{"serve", "--issuer-check", "maybe"}, 1, `--issuer-check="maybe": must be warn, deny or off`},
 		"serve with a bad log level":    {[]string{"--log-level", "loud"}, 1, `--log-level="loud"`},
 	}
@@ -116,7 +135,10 @@ func TestHelpExitsZero(t *testing.T) {
 }
 
 func TestCheckServeArgs(t *testing.T) {
-	if err := CheckServeArgs([]string{"--port=9443", "--allowed-issuers=", "--allow-any-dns-names=false", "--log-level=warn"}); err != nil {
+	if err := CheckServeArgs([]string{"--port=9443", "--allowed-issuers=", "--allow-any-dns-names=false", "--log-level=warn",
+		"--allowed-dns-names=shop=*.shop.example.com,*=${POD_NAMESPACE}.apps.example.com", "--allowed-uri-sans=urn:${POD_NAMESPACE}:*",
+		"--allow-common-name", "--max-dns-names=10", "--max-uri-sans=2", "--max-annotation-bytes=1024",
+		"--min-duration=1h", "--max-duration=720h", "--max-rsa-key-size=3072"}); err != nil {
 		t.Errorf("valid args refused: %v", err)
 	}
 	if err := CheckServeArgs([]string{"--portt=1"}); err == nil || !strings.Contains(err.Error(), "-portt") {

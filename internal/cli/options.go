@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/csivalidate"
 	"github.com/mtls-demo/mtls-webhook/pkg/inject"
@@ -37,6 +40,10 @@ type InjectOptions struct {
 	BackendImage       string
 	AllowedIssuers     string
 	AllowAnyDNSNames   bool
+	AllowedDNSNames    string
+	AllowedURISANs     string
+	AllowCommonName    bool
+	Limits             annotations.Limits
 }
 
 // ServeOptions are the flags of `serve`.
@@ -74,7 +81,17 @@ func (o *InjectOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.FrontendImage, "frontend-image", DefaultFrontendImage, "image swapped in by "+annotations.App+": frontend")
 	fs.StringVar(&o.BackendImage, "backend-image", DefaultBackendImage, "image swapped in by "+annotations.App+": backend")
 	fs.StringVar(&o.AllowedIssuers, "allowed-issuers", "", "comma list of allowed issuers as Kind/name or Kind.group/name globs (empty: "+policy.DefaultAllowedIssuers+", any Issuer in the pod's namespace and no ClusterIssuer)")
-	fs.BoolVar(&o.AllowAnyDNSNames, "allow-any-dns-names", false, "let pods request DNS names outside their own namespace")
+	fs.BoolVar(&o.AllowAnyDNSNames, "allow-any-dns-names", false, "lift the DNS name rule: let pods request any DNS name (escape hatch; prefer --allowed-dns-names)")
+	fs.StringVar(&o.AllowedDNSNames, "allowed-dns-names", "", "comma list of namespace=glob (or *=glob) granting DNS names beyond a pod's own namespace, such as shop=*.shop.example.com; * and ? stay within one label, ${POD_NAMESPACE} and ${SERVICE_ACCOUNT_NAME} allowed")
+	fs.StringVar(&o.AllowedURISANs, "allowed-uri-sans", "", "comma list of URI globs a pod may add besides its own SPIFFE ID, such as urn:${POD_NAMESPACE}:* (empty: none; never another spiffe:// ID)")
+	fs.BoolVar(&o.AllowCommonName, "allow-common-name", false, "let pods set "+annotations.CommonName+", which must then be one of the certificate's own DNS names or its SPIFFE ID")
+	l := annotations.NewLimits()
+	fs.IntVar(&o.Limits.MaxValueBytes, "max-annotation-bytes", l.MaxValueBytes, "longest value of any "+annotations.Prefix+" annotation, in bytes")
+	fs.IntVar(&o.Limits.MaxDNSNames, "max-dns-names", l.MaxDNSNames, "most DNS names in one certificate, derived ones included")
+	fs.IntVar(&o.Limits.MaxURISANs, "max-uri-sans", l.MaxURISANs, "most URI SANs in one certificate, the SPIFFE ID included")
+	fs.DurationVar(&o.Limits.MinDuration, "min-duration", l.MinDuration, "shortest certificate lifetime a pod may ask for (at least 1m)")
+	fs.DurationVar(&o.Limits.MaxDuration, "max-duration", l.MaxDuration, "longest certificate lifetime a pod may ask for")
+	fs.IntVar(&o.Limits.MaxRSAKeySize, "max-rsa-key-size", l.MaxRSAKeySize, "largest RSA key a pod may ask for, in bits (2048 to 8192)")
 }
 
 func (o *ServeOptions) bind(fs *flag.FlagSet) {
@@ -99,10 +116,16 @@ func (o *RenderOptions) bind(fs *flag.FlagSet) {
 }
 
 // Injector validates the options and builds the pipeline they describe.
+// It then runs that pipeline on a probe pod that relies on every default,
+// and refuses flag sets that would refuse such a pod: they would refuse
+// every pod of the cluster, each with an error on an annotation its author
+// never wrote.
 func (o *InjectOptions) Injector() (*inject.Injector, error) {
 	var errs []error
-	if o.DefaultDuration < annotations.MinDuration {
-		errs = append(errs, fmt.Errorf("--default-duration=%s: must be at least %s", o.DefaultDuration, annotations.MinDuration))
+	errs = append(errs, o.Limits.Validate()...)
+	if o.DefaultDuration < o.Limits.MinDuration || o.DefaultDuration > o.Limits.MaxDuration {
+		errs = append(errs, fmt.Errorf("--default-duration=%s: must be at least %s (--min-duration) and at most %s (--max-duration)",
+			o.DefaultDuration, o.Limits.MinDuration, o.Limits.MaxDuration))
 	}
 	if o.DefaultRenewBefore <= 0 {
 		errs = append(errs, fmt.Errorf("--default-renew-before=%s: must be positive", o.DefaultRenewBefore))
@@ -110,42 +133,126 @@ func (o *InjectOptions) Injector() (*inject.Injector, error) {
 	if o.DefaultIssuerKind == "" {
 		errs = append(errs, errors.New("--default-issuer-kind: must not be empty (Issuer or ClusterIssuer)"))
 	}
-	if o.TrustDomain == "" || strings.ContainsAny(o.TrustDomain, "/:") {
-		errs = append(errs, fmt.Errorf("--trust-domain=%q: must be a bare domain such as cluster.local", o.TrustDomain))
+	if err := checkTrustDomain(o.TrustDomain); err != nil {
+		errs = append(errs, err)
 	}
-	var patterns []string
-	if o.AllowedIssuers != "" {
-		patterns = strings.Split(o.AllowedIssuers, ",")
-	}
-	pol, err := policy.New(patterns, o.AllowAnyDNSNames, o.ClusterDomain)
+	pol, err := policy.New(splitFlag(o.AllowedIssuers), o.AllowAnyDNSNames, o.ClusterDomain)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--allowed-issuers: %w", err))
 	}
+	for _, s := range splitFlag(o.AllowedDNSNames) {
+		g, err := policy.ParseDNSGrant(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--allowed-dns-names: %w", err))
+			continue
+		}
+		pol.AllowedDNSNames = append(pol.AllowedDNSNames, g)
+	}
+	for _, s := range splitFlag(o.AllowedURISANs) {
+		g, err := policy.ParseURIGlob(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--allowed-uri-sans: %w", err))
+			continue
+		}
+		pol.AllowedURISANs = append(pol.AllowedURISANs, g)
+	}
+	pol.AllowCommonName = o.AllowCommonName
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	defaults := annotations.Defaults{
-		Issuer:      annotations.IssuerRef{Name: o.DefaultIssuer, Kind: o.DefaultIssuerKind, Group: o.DefaultIssuerGroup},
-		Duration:    o.DefaultDuration,
-		RenewBefore: o.DefaultRenewBefore,
-		TrustDomain: o.TrustDomain,
+	inj := &inject.Injector{
+		Defaults: annotations.Defaults{
+			Issuer:      annotations.IssuerRef{Name: o.DefaultIssuer, Kind: o.DefaultIssuerKind, Group: o.DefaultIssuerGroup},
+			Duration:    o.DefaultDuration,
+			RenewBefore: o.DefaultRenewBefore,
+			TrustDomain: o.TrustDomain,
+			Limits:      o.Limits,
+		},
+		Options: mutate.Options{FrontendImage: o.FrontendImage, BackendImage: o.BackendImage, ClusterDomain: o.ClusterDomain},
+		Policy:  pol,
+		Checks:  csivalidate.NewMemo(1024),
 	}
-	// A pod that sets nothing but the opt-in gets exactly these defaults:
-	// if Parse refuses that pod, every such pod would be refused, with an
-	// error on an annotation its author never wrote. Say so at start-up.
-	if o.DefaultIssuer != "" {
-		if _, _, el := annotations.Parse(map[string]string{annotations.Enable: "true"}, defaults); len(el) > 0 {
-			for _, e := range el {
-				errs = append(errs, fmt.Errorf("--default-issuer=%q --default-issuer-kind=%q --default-issuer-group=%q: every pod relying on them would be refused: %s",
-					o.DefaultIssuer, o.DefaultIssuerKind, o.DefaultIssuerGroup, e.ErrorBody()))
-			}
-			return nil, errors.Join(errs...)
+	if err := o.probe(inj); err != nil {
+		return nil, err
+	}
+	return inj, nil
+}
+
+// probe runs the whole pipeline (parse, mutate, policy, the CSI driver's
+// rules) on a pod that sets nothing but the opt-in, with a Service that
+// selects it, and turns each refusal into an error naming the flags behind
+// the refused field.
+func (o *InjectOptions) probe(inj *inject.Injector) error {
+	ann := map[string]string{annotations.Enable: "true"}
+	if o.DefaultIssuer == "" {
+		// The annotation is required then; any valid name will do, the
+		// kind and group still come from the flags.
+		ann[annotations.Issuer] = "probe"
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Namespace: "default", Labels: map[string]string{"app": "probe"}, Annotations: ann},
+		Spec:       corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "probe"}}},
+	}
+	svc := corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "probe"}},
+	}
+	out := inj.Inject(pod, []corev1.Service{svc})
+	if len(out.Errors) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, e := range out.Errors {
+		errs = append(errs, fmt.Errorf("%s: every pod that relies on them would be refused: %s", o.flagsBehind(e.Field), e.Error()))
+	}
+	return errors.Join(errs...)
+}
+
+// flagsBehind names the flags, with their values, that decide what a pod
+// without annotations gets for a field.
+func (o *InjectOptions) flagsBehind(fieldPath string) string {
+	switch fieldPath {
+	case annotations.PathFor(annotations.Issuer).String(), annotations.PathFor(annotations.IssuerKind).String(),
+		annotations.PathFor(annotations.IssuerGroup).String():
+		return fmt.Sprintf("--default-issuer=%q --default-issuer-kind=%q --default-issuer-group=%q --allowed-issuers=%q",
+			o.DefaultIssuer, o.DefaultIssuerKind, o.DefaultIssuerGroup, o.AllowedIssuers)
+	case annotations.PathFor(annotations.Duration).String():
+		return fmt.Sprintf("--default-duration=%s --min-duration=%s --max-duration=%s", o.DefaultDuration, o.Limits.MinDuration, o.Limits.MaxDuration)
+	case annotations.PathFor(annotations.RenewBefore).String():
+		return fmt.Sprintf("--default-renew-before=%s", o.DefaultRenewBefore)
+	case annotations.PathFor(annotations.URISANs).String():
+		return fmt.Sprintf("--trust-domain=%q", o.TrustDomain)
+	case annotations.PathFor(annotations.DNSNames).String():
+		return fmt.Sprintf("--cluster-domain=%q --max-dns-names=%d", o.ClusterDomain, o.Limits.MaxDNSNames)
+	case annotations.PathFor(annotations.KeySize).String():
+		return fmt.Sprintf("--max-rsa-key-size=%d", o.Limits.MaxRSAKeySize)
+	}
+	return "the webhook's flags"
+}
+
+// checkTrustDomain applies the SPIFFE spec's rule: a trust domain is
+// lower-case letters, digits, dots, dashes and underscores.
+func checkTrustDomain(td string) error {
+	ok := td != "" && len(td) <= 255
+	for _, r := range td {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			ok = false
+			break
 		}
 	}
-	return &inject.Injector{
-		Defaults: defaults,
-		Options:  mutate.Options{FrontendImage: o.FrontendImage, BackendImage: o.BackendImage, ClusterDomain: o.ClusterDomain},
-		Policy:   pol,
-		Checks:   csivalidate.NewMemo(1024),
-	}, nil
+	if !ok {
+		return fmt.Errorf("--trust-domain=%q: a SPIFFE trust domain is lower-case letters, digits, '.', '-' and '_', such as cluster.local; every pod's SPIFFE ID would be invalid", td)
+	}
+	return nil
+}
+
+// splitFlag splits a comma list flag, dropping blanks.
+func splitFlag(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

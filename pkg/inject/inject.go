@@ -6,6 +6,9 @@
 package inject
 
 import (
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +24,9 @@ import (
 type Injector struct {
 	Defaults annotations.Defaults
 	Options  mutate.Options
-	Policy   policy.Policy
+	// Policy decides what a pod may ask for. Its TrustDomain and
+	// MaxDNSNames are taken from Defaults, so the two cannot disagree.
+	Policy policy.Policy
 	// Checks remembers the CSI driver's verdicts; nil checks every time.
 	Checks *csivalidate.Memo
 }
@@ -47,6 +52,10 @@ type Outcome struct {
 // request's namespace when the object has none). services are the Services
 // of that namespace, for DNS names derived from selectors.
 func (in *Injector) Inject(pod *corev1.Pod, services []corev1.Service) Outcome {
+	return in.run(pod, services, true)
+}
+
+func (in *Injector) run(pod *corev1.Pod, services []corev1.Service, driverRules bool) Outcome {
 	cfg, warnings, errs := annotations.Parse(pod.Annotations, in.Defaults)
 	out := Outcome{Warnings: warnings, Config: cfg}
 	if len(errs) > 0 {
@@ -61,8 +70,10 @@ func (in *Injector) Inject(pod *corev1.Pod, services []corev1.Service) Outcome {
 	res, mErrs := mutate.Mutate(pod, cfg, services, in.Options)
 	errs = append(errs, mErrs...)
 	if len(mErrs) == 0 {
-		errs = append(errs, in.Policy.CheckDNSNames(pod.Namespace, splitNonEmpty(res.Attributes[mutate.AttrDNSNames]))...)
-		errs = append(errs, in.Checks.Check(res.Pod, res.Attributes)...)
+		errs = append(errs, in.policy().CheckNames(mutate.PodIdentity(res.Pod), namesOf(res.Attributes, cfg.DNSNames == nil))...)
+		if driverRules {
+			errs = append(errs, in.Checks.Check(res.Pod, res.Attributes)...)
+		}
 	}
 	out.Warnings = append(out.Warnings, res.Warnings...)
 	if len(errs) > 0 {
@@ -73,6 +84,108 @@ func (in *Injector) Inject(pod *corev1.Pod, services []corev1.Service) Outcome {
 	out.Pod = res.Pod
 	out.Attributes = res.Attributes
 	return out
+}
+
+// policy is in.Policy with the settings it shares with Defaults.
+func (in *Injector) policy() policy.Policy {
+	p := in.Policy
+	p.TrustDomain = in.Defaults.TrustDomain
+	p.MaxDNSNames = in.Defaults.Limits.WithDefaults().MaxDNSNames
+	return p
+}
+
+func namesOf(attrs map[string]string, derived bool) policy.Names {
+	return policy.Names{
+		CommonName: attrs[mutate.AttrCommonName],
+		DNSNames:   splitNonEmpty(attrs[mutate.AttrDNSNames]),
+		URIs:       splitNonEmpty(attrs[mutate.AttrURISANs]),
+		DNSDerived: derived,
+	}
+}
+
+// Verify checks a pod as the API server is about to store it, after every
+// mutating webhook: a csi.cert-manager.io volume asks the issuer for a
+// certificate in the pod's name, so the only one allowed is the mtls-certs
+// volume this webhook writes, on an opted-in pod, with exactly the
+// attributes the pipeline produces for the pod's annotations. Anything else
+// (a volume written by hand, on any pod, or changed after the webhook) is
+// refused. DNS names derived from Services are checked against the policy
+// rather than recomputed: a Service created in between must not refuse the
+// pod.
+func (in *Injector) Verify(pod *corev1.Pod) field.ErrorList {
+	vols := field.NewPath("spec", "volumes")
+	var csi []int
+	for i, v := range pod.Spec.Volumes {
+		if v.CSI != nil && v.CSI.Driver == mutate.Driver {
+			csi = append(csi, i)
+		}
+	}
+	if len(csi) == 0 {
+		return nil
+	}
+	if pod.Annotations[annotations.Enable] != "true" {
+		v := pod.Spec.Volumes[csi[0]]
+		return field.ErrorList{field.Forbidden(vols.Index(csi[0]).Child("csi", "driver"), fmt.Sprintf(
+			"volume %s: only mtls-webhook may add a %s volume, as %s on a pod annotated %s: \"true\", with the pod's own identity; remove the volume, or opt in with the annotation and let the webhook write it",
+			v.Name, mutate.Driver, mutate.VolumeName, annotations.Enable))}
+	}
+	var errs field.ErrorList
+	ours := -1
+	for _, i := range csi {
+		if pod.Spec.Volumes[i].Name == mutate.VolumeName {
+			ours = i
+			continue
+		}
+		errs = append(errs, field.Forbidden(vols.Index(i).Child("name"), fmt.Sprintf(
+			"volume %s: a pod may have one %s volume, the %s volume mtls-webhook writes; remove this one",
+			pod.Spec.Volumes[i].Name, mutate.Driver, mutate.VolumeName)))
+	}
+	if ours < 0 {
+		return errs
+	}
+	// Mutate replaces the volume by name, so running the pipeline on the
+	// pod as stored gives the attributes the webhook writes for it.
+	out := in.run(pod, nil, false)
+	if len(out.Errors) > 0 {
+		return append(errs, out.Errors...)
+	}
+	vol := pod.Spec.Volumes[ours].CSI
+	path := vols.Index(ours).Child("csi")
+	if vol.ReadOnly == nil || !*vol.ReadOnly {
+		errs = append(errs, field.Forbidden(path.Child("readOnly"), "mtls-webhook writes the "+mutate.VolumeName+" volume read-only"))
+	}
+	_, explicit := pod.Annotations[annotations.DNSNames]
+	got, want := vol.VolumeAttributes, out.Attributes
+	union := make(map[string]struct{}, len(got)+len(want))
+	for k := range got {
+		union[k] = struct{}{}
+	}
+	for k := range want {
+		union[k] = struct{}{}
+	}
+	for _, k := range slices.Sorted(maps.Keys(union)) {
+		g, hasG := got[k]
+		w, hasW := want[k]
+		if k == mutate.AttrDNSNames && !explicit {
+			// Derived from Services: any names the policy allows this pod.
+			names := policy.Names{DNSNames: splitNonEmpty(g), DNSDerived: true}
+			errs = append(errs, in.policy().CheckNames(mutate.PodIdentity(pod), names)...)
+			continue
+		}
+		if g == w && hasG == hasW {
+			continue
+		}
+		detail := fmt.Sprintf("is %q, but mtls-webhook writes %q for this pod's annotations", g, w)
+		switch {
+		case !hasG:
+			detail = fmt.Sprintf("is missing, but mtls-webhook writes %q for this pod's annotations", w)
+		case !hasW:
+			detail = fmt.Sprintf("is %q, but mtls-webhook never writes it for this pod's annotations", g)
+		}
+		errs = append(errs, field.Forbidden(path.Child("volumeAttributes").Key(k),
+			detail+": the volume was written or changed by something other than mtls-webhook"))
+	}
+	return errs
 }
 
 func splitNonEmpty(s string) []string {

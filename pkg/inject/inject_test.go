@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -70,7 +71,7 @@ func TestBadInputIsRefusedByName(t *testing.T) {
 		},
 		"RSA 1024": {
 			pod: pod(opted(annotations.KeyAlgorithm, "RSA", annotations.KeySize, "1024")), wantField: "metadata.annotations[mtls.demo/key-size]",
-			wantText: []string{`"1024"`, "2048 to 8192"},
+			wantText: []string{`"1024"`, "2048 to 4096", "--max-rsa-key-size"},
 		},
 		"key-algorithm DSA": {
 			pod: pod(opted(annotations.KeyAlgorithm, "DSA")), wantField: "metadata.annotations[mtls.demo/key-algorithm]",
@@ -122,11 +123,26 @@ func TestBadInputIsRefusedByName(t *testing.T) {
 		},
 		"a DNS name in another namespace": {
 			pod: pod(opted(annotations.DNSNames, "payments.bank.svc")), wantField: "metadata.annotations[mtls.demo/dns-names]",
-			wantText: []string{`"payments.bank.svc"`, "outside namespace shop", "--allow-any-dns-names"},
+			wantText: []string{`"payments.bank.svc"`, "L.shop, L.shop.svc or L.shop.svc.cluster.local", "--allowed-dns-names"},
 		},
-		"a common name that only grows too long once the pod name is known": {
-			pod: pod(opted(annotations.CommonName, "${POD_NAME}."+strings.Repeat("x", 50))), wantField: "metadata.annotations[mtls.demo/common-name]",
-			wantText: []string{"web-5d4c-xxxxx." + strings.Repeat("x", 50), "at most 64"},
+		"a pod name that expands to two labels": {
+			pod:       pod(opted(annotations.DNSNames, "${POD_NAME}.local"), func(p *corev1.Pod) { p.Name = "x.bank.svc.cluster" }),
+			wantField: "metadata.annotations[mtls.demo/dns-names]",
+			wantText:  []string{`"${POD_NAME}.local"`, `expands to "x.bank.svc.cluster.local" for this pod`, "L is exactly one label"},
+		},
+		"another namespace's SPIFFE ID": {
+			pod:       pod(opted(annotations.URISANs, "spiffe://cluster.local/ns/bank/sa/frontend")),
+			wantField: "metadata.annotations[mtls.demo/uri-sans]",
+			wantText:  []string{`"spiffe://cluster.local/ns/bank/sa/frontend"`, "its own, spiffe://cluster.local/ns/shop/sa/web"},
+		},
+		"a common name without --allow-common-name": {
+			pod: pod(opted(annotations.CommonName, "postgres")), wantField: "metadata.annotations[mtls.demo/common-name]",
+			wantText: []string{`"postgres"`, "--allow-common-name"},
+		},
+		"a windows pod": {
+			pod:       pod(opted(), func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }),
+			wantField: "spec.os.name",
+			wantText:  []string{"no Windows plugin", "mtls.demo/enable"},
 		},
 	}
 	for name, tc := range tests {
@@ -159,7 +175,7 @@ func TestBadInputIsRefusedByName(t *testing.T) {
 }
 
 func TestInjectAcceptsThePodsOwnNamespaceAndTemplates(t *testing.T) {
-	p := pod(opted(annotations.DNSNames, "web,web.shop,web.${POD_NAMESPACE}.svc,web.shop.svc.cluster.local,*.web.shop.svc"))
+	p := pod(opted(annotations.DNSNames, "web,web.shop,web.${POD_NAMESPACE}.svc,web.shop.svc.cluster.local,*.shop.svc.cluster.local,${POD_NAME}.shop.svc"))
 	out := newInjector(t).Inject(p, nil)
 	if !out.Injected || len(out.Errors) > 0 {
 		t.Fatalf("refused: %v", out.Errors)
@@ -198,5 +214,114 @@ func TestInjectKeepsWarningsOfARefusedPod(t *testing.T) {
 	out := newInjector(t).Inject(pod(opted("mtls.demo/isuer", "x", annotations.App, "database")), nil)
 	if len(out.Errors) == 0 || len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], "did you mean mtls.demo/issuer?") {
 		t.Fatalf("errors %v warnings %v", out.Errors, out.Warnings)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	inj := newInjector(t)
+	svc := corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-svc", Namespace: "shop"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}},
+	}
+	// stored is what the API server stores after the webhook: the pipeline's
+	// pod, named by the API server.
+	stored := func(ann map[string]string) *corev1.Pod {
+		p := pod(ann, func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web"} })
+		out := inj.Inject(p, []corev1.Service{svc})
+		if !out.Injected {
+			t.Fatalf("refused: %v", out.Errors)
+		}
+		out.Pod.Name = "web-5d4c-b7x2q"
+		return out.Pod
+	}
+	forged := func(name string, attrs map[string]string) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+			Driver: mutate.Driver, ReadOnly: new(true), VolumeAttributes: attrs}}}
+	}
+	setAttr := func(k, v string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.Spec.Volumes[0].CSI.VolumeAttributes = maps.Clone(p.Spec.Volumes[0].CSI.VolumeAttributes)
+			p.Spec.Volumes[0].CSI.VolumeAttributes[k] = v
+		}
+	}
+	tests := map[string]struct {
+		pod       *corev1.Pod
+		change    func(*corev1.Pod)
+		wantField string // "" = allowed
+		wantText  string
+	}{
+		"a plain pod without the driver's volumes": {pod: pod(nil)},
+		"what the webhook injected, with names derived from a Service": {pod: stored(opted())},
+		"what the webhook injected, with explicit names and RSA":       {pod: stored(opted(annotations.DNSNames, "api,api.shop", annotations.KeyAlgorithm, "RSA"))},
+		"a forged volume on a plain pod": {
+			pod:       pod(nil, func(p *corev1.Pod) { p.Spec.Volumes = []corev1.Volume{forged("certs", map[string]string{mutate.AttrIssuerName: "corp-ca"})} }),
+			wantField: "spec.volumes[0].csi.driver", wantText: "only mtls-webhook may add a csi.cert-manager.io volume",
+		},
+		"a forged mtls-certs volume on a pod with enable false": {
+			pod:       pod(map[string]string{annotations.Enable: "false"}, func(p *corev1.Pod) { p.Spec.Volumes = []corev1.Volume{forged(mutate.VolumeName, nil)} }),
+			wantField: "spec.volumes[0].csi.driver", wantText: "or opt in with the annotation",
+		},
+		"a second driver volume next to the injected one": {
+			pod:       stored(opted()),
+			change:    func(p *corev1.Pod) { p.Spec.Volumes = append(p.Spec.Volumes, forged("extra", nil)) },
+			wantField: "spec.volumes[1].name", wantText: "a pod may have one csi.cert-manager.io volume",
+		},
+		"another namespace's SPIFFE ID written into the injected volume": {
+			pod:       stored(opted()),
+			change:    setAttr(mutate.AttrURISANs, "spiffe://cluster.local/ns/bank/sa/frontend"),
+			wantField: "spec.volumes[0].csi.volumeAttributes[csi.cert-manager.io/uri-sans]", wantText: "written or changed by something other than mtls-webhook",
+		},
+		"a ClusterIssuer written into the injected volume": {
+			pod:       stored(opted()),
+			change:    setAttr(mutate.AttrIssuerKind, "ClusterIssuer"),
+			wantField: "spec.volumes[0].csi.volumeAttributes[csi.cert-manager.io/issuer-kind]", wantText: `is "ClusterIssuer", but mtls-webhook writes "Issuer"`,
+		},
+		"a common name added to the injected volume": {
+			pod:       stored(opted()),
+			change:    setAttr(mutate.AttrCommonName, "admin"),
+			wantField: "spec.volumes[0].csi.volumeAttributes[csi.cert-manager.io/common-name]", wantText: "never writes it",
+		},
+		"derived names of another namespace": {
+			pod:       stored(opted()),
+			change:    setAttr(mutate.AttrDNSNames, "web-svc,payments.bank.svc"),
+			wantField: "metadata.annotations[mtls.demo/dns-names]", wantText: `"payments.bank.svc"`,
+		},
+		"derived names of a Service created since are fine": {
+			pod:    stored(opted()),
+			change: setAttr(mutate.AttrDNSNames, "web-svc,web-svc.shop,other,other.shop.svc"),
+		},
+		"a writable injected volume": {
+			pod:       stored(opted()),
+			change:    func(p *corev1.Pod) { p.Spec.Volumes[0].CSI.ReadOnly = nil },
+			wantField: "spec.volumes[0].csi.readOnly",
+		},
+		"a hand-written mtls-certs volume with the webhook's exact attributes is what the webhook writes": {
+			pod: func() *corev1.Pod {
+				p := stored(opted())
+				p.Annotations = map[string]string{annotations.Enable: "true"}
+				return p
+			}(),
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := tc.pod.DeepCopy()
+			if tc.change != nil {
+				tc.change(p)
+			}
+			errs := inj.Verify(p)
+			if tc.wantField == "" {
+				if len(errs) > 0 {
+					t.Fatalf("refused: %v", errs)
+				}
+				return
+			}
+			if len(errs) == 0 {
+				t.Fatalf("allowed, want a refusal on %s", tc.wantField)
+			}
+			if errs[0].Field != tc.wantField || !strings.Contains(errs[0].Error(), tc.wantText) {
+				t.Errorf("got %v\nwant an error on %s containing %q", errs, tc.wantField, tc.wantText)
+			}
+		})
 	}
 }

@@ -144,6 +144,10 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	if len(out.Spec.Containers) == 0 {
 		return Result{}, field.ErrorList{field.Required(field.NewPath("spec", "containers"), "a pod needs a container to receive the certificate")}
 	}
+	if podOS := out.Spec.OS; podOS != nil && podOS.Name == corev1.Windows {
+		return Result{}, field.ErrorList{field.Forbidden(field.NewPath("spec", "os", "name"),
+			fmt.Sprintf("the cert-manager CSI driver has no Windows plugin, so a windows pod would never mount its certificate: remove %s, or run the workload on Linux", annotations.Enable))}
+	}
 	targets, el := selectContainers(out, cfg)
 	errs = append(errs, el...)
 
@@ -151,6 +155,14 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	if volIdx >= 0 && !isOurVolume(out.Spec.Volumes[volIdx]) {
 		errs = append(errs, field.Invalid(field.NewPath("spec", "volumes").Index(volIdx).Child("name"), VolumeName,
 			fmt.Sprintf("the pod already has a volume named %s that is not a %s volume; rename it, or remove %s", VolumeName, Driver, annotations.Enable)))
+	}
+
+	for i, v := range out.Spec.Volumes {
+		if v.Name != VolumeName && isOurVolume(v) {
+			errs = append(errs, field.Forbidden(field.NewPath("spec", "volumes").Index(i).Child("name"), fmt.Sprintf(
+				"volume %s: a pod may have one %s volume, the %s volume this webhook writes with the pod's own identity; remove this one",
+				v.Name, Driver, VolumeName)))
+		}
 	}
 
 	for _, i := range targets {
@@ -180,7 +192,13 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	var derived []string
 	if cfg.DNSNames == nil { // explicit names win; derive only when needed
 		derived = DeriveDNSNames(out, services, opts.ClusterDomain)
+		if len(derived) == 0 {
+			warnings = append(warnings, fmt.Sprintf(
+				"no Service in namespace %s selects this pod, so its certificate has no DNS names, only its SPIFFE ID: create the Service before the workload, or set %s",
+				out.Namespace, annotations.DNSNames))
+		}
 	}
+	cfg.URISANs = withoutOwnID(cfg.URISANs, PodIdentity(out))
 	attrs := Attributes(cfg, derived)
 	if gid != nil {
 		attrs[AttrFSGroup] = strconv.FormatInt(*gid, 10)
@@ -226,6 +244,35 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	out.Annotations[annotations.Status] = StatusPrefix + configHash(attrs, out, targets, env, image)
 
 	return Result{Pod: out, Attributes: attrs, Warnings: warnings}, nil
+}
+
+// PodIdentity is what the CSI driver will fill its templates with for pod,
+// as far as admission knows it (see annotations.Identity). The API server
+// sets the default service account before any webhook runs; "default"
+// stands in for pods that never went through it (render, tests).
+func PodIdentity(pod *corev1.Pod) annotations.Identity {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	return annotations.Identity{Name: pod.Name, GenerateName: pod.GenerateName, Namespace: pod.Namespace, ServiceAccount: sa}
+}
+
+// withoutOwnID drops the entries after the first (the SPIFFE ID template
+// Parse puts there) that expand to the very same ID for this pod, such as
+// the ID written out: the certificate carries it once.
+func withoutOwnID(uris []string, id annotations.Identity) []string {
+	if len(uris) < 2 {
+		return uris
+	}
+	own := id.Expand(uris[0], annotations.Exact)
+	out := uris[:1:1]
+	for _, u := range uris[1:] {
+		if id.Expand(u, annotations.Exact) != own {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // copyForMutation copies exactly what Mutate may change (the annotations,
