@@ -107,7 +107,7 @@ func TestCommandLineMistakes(t *testing.T) {
 		"an upper-case cluster domain makes every derived name invalid": {[]string{"render", "-f", "-", "--cluster-domain", "Cluster.Local"}, 1,
 			`--cluster-domain="Cluster.Local" --max-dns-names=64: every pod that relies on them would be refused: metadata.annotations[mtls.demo/dns-names]`},
 		"an RSA size the driver refuses": {[]string{"render", "-f", "-", "--max-rsa-key-size", "16384"}, 1, "--max-rsa-key-size=16384: must be 2048 to 8192"},
-		"a min duration under a minute": {[]string{"serve", "--min-duration", "10s"}, 1, "--min-duration=10s: must be at least 1m0s"},
+		"a min duration under a minute":  {[]string{"serve", "--min-duration", "10s"}, 1, "--min-duration=10s: must be at least 1m0s"},
 		"a second SPIFFE ID allowed by glob": {[]string{"render", "-f", "-", "--allowed-uri-sans", "spiffe://cluster.local/*"}, 1,
 			`--allowed-uri-sans: "spiffe://cluster.local/*": a pod's only SPIFFE ID is its own`},
 		"a DNS grant without a namespace": {[]string{"render", "-f", "-", "--allowed-dns-names", "*.example.com"}, 1,

@@ -250,11 +250,13 @@ func TestVerify(t *testing.T) {
 		wantField string // "" = allowed
 		wantText  string
 	}{
-		"a plain pod without the driver's volumes": {pod: pod(nil)},
+		"a plain pod without the driver's volumes":                     {pod: pod(nil)},
 		"what the webhook injected, with names derived from a Service": {pod: stored(opted())},
 		"what the webhook injected, with explicit names and RSA":       {pod: stored(opted(annotations.DNSNames, "api,api.shop", annotations.KeyAlgorithm, "RSA"))},
 		"a forged volume on a plain pod": {
-			pod:       pod(nil, func(p *corev1.Pod) { p.Spec.Volumes = []corev1.Volume{forged("certs", map[string]string{mutate.AttrIssuerName: "corp-ca"})} }),
+			pod: pod(nil, func(p *corev1.Pod) {
+				p.Spec.Volumes = []corev1.Volume{forged("certs", map[string]string{mutate.AttrIssuerName: "corp-ca"})}
+			}),
 			wantField: "spec.volumes[0].csi.driver", wantText: "only mtls-webhook may add a csi.cert-manager.io volume",
 		},
 		"a forged mtls-certs volume on a pod with enable false": {
