@@ -21,6 +21,7 @@ type admissionPod struct {
 	} `json:"metadata"`
 	Spec struct {
 		ServiceAccountName string                     `json:"serviceAccountName"`
+		OS                 *corev1.PodOS              `json:"os"`
 		SecurityContext    *corev1.PodSecurityContext `json:"securityContext"`
 		Volumes            []corev1.Volume            `json:"volumes"`
 		InitContainers     []struct {
@@ -59,6 +60,7 @@ func (in *admissionPod) pod() *corev1.Pod {
 	pod.Name, pod.GenerateName, pod.Namespace, pod.UID = m.Name, m.GenerateName, m.Namespace, m.UID
 	pod.Labels, pod.Annotations = m.Labels, m.Annotations
 	pod.Spec.ServiceAccountName = in.Spec.ServiceAccountName
+	pod.Spec.OS = in.Spec.OS
 	pod.Spec.SecurityContext = in.Spec.SecurityContext
 	pod.Spec.Volumes = in.Spec.Volumes
 	if n := len(in.Spec.InitContainers); n > 0 {

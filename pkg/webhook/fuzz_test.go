@@ -29,8 +29,21 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true"}},"spec":{"securityContext":{"runAsNonRoot":true,"runAsGroup":5},"containers":[{"name":"a","securityContext":{"runAsGroup":6}},{"name":"b"}]}}`))
 	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/fs-group":"7"}},"spec":{"securityContext":{"fsGroup":8},"containers":[{"name":"a"}]}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true"}},"spec":{"os":{"name":"windows"},"containers":[{"name":"a"}]}}`))
+	f.Add([]byte(`{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"x","csi":{"driver":"csi.cert-manager.io","volumeAttributes":{"csi.cert-manager.io/uri-sans":"spiffe://cluster.local/ns/b/sa/c"}}}],"containers":[{"name":"a"}]}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/uri-sans":"spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${POD_NAME}"}},"spec":{"containers":[{"name":"a"}]}}`))
 	h := &Handler{Injector: testInjector(f)}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		// The validating endpoint answers anything without panicking, with
+		// the codes the API server expects.
+		if v := (Verifier{h}).Handle(context.Background(), request(raw, "ns")); !v.Allowed {
+			switch {
+			case v.Result == nil:
+				t.Fatal("verify: refusal without a status")
+			case v.Result.Code != http.StatusBadRequest && v.Result.Code != http.StatusUnprocessableEntity:
+				t.Fatalf("verify: refusal with code %d: %s", v.Result.Code, v.Result.Message)
+			}
+		}
 		resp := h.Handle(context.Background(), request(raw, "ns"))
 		if !resp.Allowed {
 			if resp.Result == nil {
@@ -91,6 +104,10 @@ func FuzzHandle(f *testing.F) {
 		}
 		if n != 1 {
 			t.Fatalf("%d %s volumes after the patch", n, mutate.VolumeName)
+		}
+		// Whatever the mutating endpoint writes, the validating one accepts.
+		if errs := h.Injector.Verify(&pod); len(errs) > 0 {
+			t.Fatalf("the validating endpoint refuses what the mutating one wrote: %v", errs)
 		}
 	})
 }

@@ -19,15 +19,21 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/inject"
+	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
 
 // Path is where the API server sends pod admission reviews.
 const Path = "/mutate-pods"
+
+// VerifyPath is where the API server sends, for validation, every pod that
+// has a csi.cert-manager.io volume, opted in or not (Handler.Verify).
+const VerifyPath = "/validate-pods"
 
 // Results counted by mtls_webhook_admissions_total.
 const (
@@ -35,6 +41,9 @@ const (
 	ResultSkipped  = "skipped"
 	ResultDenied   = "denied"
 	ResultError    = "error"
+	// ResultVerified counts pods whose csi.cert-manager.io volume the
+	// validating endpoint found to be the webhook's own.
+	ResultVerified = "verified"
 )
 
 var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
@@ -61,10 +70,26 @@ var _ admission.Handler = (*Handler)(nil)
 // it (see NewHTTPHandler), but tests and other embedders may.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
-	resp, result := h.handle(ctx, req)
+	resp, result := h.handle(ctx, req, h.handlePod)
 	h.observe(result, start)
 	return resp
 }
+
+// Verifier is the validating side of a Handler, as an admission.Handler.
+type Verifier struct{ *Handler }
+
+var _ admission.Handler = Verifier{}
+
+// Handle implements admission.Handler for VerifyPath.
+func (v Verifier) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, result := v.handle(ctx, req, v.verifyPod)
+	v.observe(result, start)
+	return resp
+}
+
+// podDecision answers one decoded pod create.
+type podDecision func(ctx context.Context, uid types.UID, namespace string, pod *corev1.Pod) (admission.Response, string)
 
 func (h *Handler) observe(result string, start time.Time) {
 	if h.Metrics != nil {
@@ -82,7 +107,7 @@ var (
 	errNoPod         = errors.New("the admission request carries no pod")
 )
 
-func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+func (h *Handler) handle(ctx context.Context, req admission.Request, decide podDecision) (admission.Response, string) {
 	if !isPodCreate(req.Resource, req.SubResource, req.Operation) {
 		return skipNotPodCreate(), ResultSkipped
 	}
@@ -93,7 +118,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError
 	}
-	return h.handlePod(ctx, req.UID, req.Namespace, pod)
+	return decide(ctx, req.UID, req.Namespace, pod)
 }
 
 // handlePod is the decision for one decoded pod create in namespace.
@@ -128,14 +153,7 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 		errs = append(errs, el...)
 	}
 	if len(errs) > 0 {
-		h.Log.Info("refused", append(who(), "causes", errs.ToAggregate().Error())...)
-		if h.Metrics != nil {
-			h.Metrics.denied(errs)
-		}
-		status := apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, podName(pod), errs).ErrStatus
-		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-			Allowed: false, Result: &status, Warnings: warnings,
-		}}, ResultDenied
+		return h.deny(pod, errs, warnings, who), ResultDenied
 	}
 
 	resp := patchResponse(pod, out.Pod).WithWarnings(warnings...)
@@ -146,6 +164,41 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 		l.Info("injected", append(who(), "status", out.Pod.Annotations[annotations.Status], "patchBytes", len(resp.Patch), "fallbackOps", len(resp.Patches))...)
 	}
 	return resp, ResultInjected
+}
+
+// deny refuses pod with every cause, as a 422 the API server passes on.
+func (h *Handler) deny(pod *corev1.Pod, errs field.ErrorList, warnings []string, who func() []any) admission.Response {
+	h.Log.Info("refused", append(who(), "causes", errs.ToAggregate().Error())...)
+	if h.Metrics != nil {
+		h.Metrics.denied(errs)
+	}
+	status := apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, podName(pod), errs).ErrStatus
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false, Result: &status, Warnings: warnings,
+	}}
+}
+
+// verifyPod is the validating decision: a pod with a csi.cert-manager.io
+// volume is stored only if that volume is exactly the webhook's own (see
+// inject.Injector.Verify). Validation runs after every mutating webhook, on
+// the pod as it will be stored, so nothing that mutates later can slip a
+// volume past it.
+func (h *Handler) verifyPod(_ context.Context, uid types.UID, namespace string, pod *corev1.Pod) (admission.Response, string) {
+	if pod.Namespace == "" {
+		pod.Namespace = namespace
+	}
+	errs := h.Injector.Verify(pod)
+	if len(errs) > 0 {
+		return h.deny(pod, errs, nil, func() []any {
+			return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", uid, "endpoint", VerifyPath}
+		}), ResultDenied
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.CSI != nil && v.CSI.Driver == mutate.Driver {
+			return admission.Allowed("the " + mutate.Driver + " volume is mtls-webhook's own"), ResultVerified
+		}
+	}
+	return admission.Allowed("no " + mutate.Driver + " volume"), ResultSkipped
 }
 
 // candidateServices returns the Services of the pod's namespace that may

@@ -23,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mtls_webhook_admissions_total",
-			Help: "Pod admission reviews by result: injected, skipped (not opted in or not a pod create), denied (bad annotations or policy), error.",
+			Help: "Pod admission reviews by result: injected, skipped (not opted in or not a pod create), denied (bad annotations, policy, or a csi.cert-manager.io volume not the webhook's own), error, verified (a pod's csi.cert-manager.io volume checked and found the webhook's own).",
 		}, []string{"result"}),
 		causes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mtls_webhook_denial_causes_total",
@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1},
 		}),
 	}
-	for _, r := range []string{ResultInjected, ResultSkipped, ResultDenied, ResultError} {
+	for _, r := range []string{ResultInjected, ResultSkipped, ResultDenied, ResultError, ResultVerified} {
 		m.admissions.WithLabelValues(r)
 	}
 	var err error

@@ -34,7 +34,20 @@ const (
 // pass over the body: the generic path reads the body three times (to sniff
 // apiVersion and kind, to decode the review, and again for the pod) and
 // copies the object in between, which was half of the time per request.
-type reviewServer struct{ h *Handler }
+type reviewServer struct {
+	h *Handler
+	// verify selects the validating decision (VerifyPath) instead of the
+	// mutating one.
+	verify bool
+}
+
+// decision is the answer this server gives for a decoded pod.
+func (s reviewServer) decision() podDecision {
+	if s.verify {
+		return s.h.verifyPod
+	}
+	return s.h.handlePod
+}
 
 // reviewIn is the part of an AdmissionReview the webhook reads, with the
 // pod decoded straight into admissionPod.
@@ -168,7 +181,7 @@ func (s reviewServer) serveFallback(w http.ResponseWriter, r *http.Request, body
 	if string(in.Request.Object) != "null" {
 		req.Object.Raw = in.Request.Object
 	}
-	resp, result := s.h.handle(r.Context(), req)
+	resp, result := s.h.handle(r.Context(), req, s.decision())
 	s.reply(w, version, req.UID, resp, result, start)
 }
 
@@ -181,7 +194,7 @@ func (s reviewServer) handlePod(ctx context.Context, uid types.UID, namespace st
 			resp, result = admission.Errored(http.StatusInternalServerError, fmt.Errorf("panic: %v [recovered]", p)), ResultError
 		}
 	}()
-	return s.h.handlePod(ctx, uid, namespace, in.pod())
+	return s.decision()(ctx, uid, namespace, in.pod())
 }
 
 // reply completes resp for uid and writes it as an AdmissionReview of the

@@ -105,6 +105,7 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 	// Registering through the manager is what adds the server to the
 	// runnables it starts; a server merely passed in Options never listens.
 	mgr.GetWebhookServer().Register(Path, NewHTTPHandler(h))
+	mgr.GetWebhookServer().Register(VerifyPath, NewVerifyHTTPHandler(h))
 
 	// Warm the caches before declaring readiness, so the first pod does not
 	// pay for an informer's initial list.
@@ -204,6 +205,12 @@ func SlimService(obj any) (any, error) {
 // controller-runtime's request metrics like any other webhook.
 func NewHTTPHandler(h *Handler) http.Handler {
 	return limitBody(reviewServer{h: h}, MaxRequestBytes)
+}
+
+// NewVerifyHTTPHandler serves h's validating decision (VerifyPath) the same
+// way.
+func NewVerifyHTTPHandler(h *Handler) http.Handler {
+	return limitBody(reviewServer{h: h, verify: true}, MaxRequestBytes)
 }
 
 func issuerCRDsInstalled(m meta.RESTMapper) (bool, error) {
