@@ -9,7 +9,6 @@ CSI_DRIVER_BIN     := $(BIN)/cert-manager-csi-driver
 # e.g. make demo DEMO_FLAGS='--duration 3m' or DEMO_FLAGS='--scene restart'
 DEMO_FLAGS         ?=
 
-TEST_TARGETS += test-demo-e2e
 
 .PHONY: csi-driver-bin demo test-demo-e2e
 

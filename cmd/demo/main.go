@@ -1,8 +1,7 @@
 // Command demo is `make demo`: the whole mtls-webhook flow on one machine,
-// without Docker — etcd, kube-apiserver, kube-controller-manager,
-// cert-manager's controllers, the real cert-manager csi-driver, the webhook
-// and a node agent playing the kubelet — with a live view of requests,
-// serials and rotations. See docs/demo.md.
+// without Docker, on a real node (kubelet, containerd and runc) with
+// cert-manager, its csi-driver and the webhook installed from their charts,
+// and a live view of requests, serials and rotations. See docs/demo.md.
 package main
 
 import (
@@ -15,12 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mtls-demo/mtls-webhook/pkg/demo"
-	"github.com/mtls-demo/mtls-webhook/pkg/demo/nodeagent"
+	"github.com/mtls-demo/mtls-webhook/internal/demo"
 )
 
 func main() {
-	nodeagent.MaybeRunShim() // pods are started through this very binary
 	os.Exit(run())
 }
 
@@ -33,10 +30,9 @@ func run() int {
 	fs.StringVar(&o.CertDuration, "cert-duration", "10m", "lifetime of the pods' certificates (mtls.demo/duration)")
 	fs.StringVar(&o.RenewBefore, "renew-before", "9m30s", "renew this long before expiry (mtls.demo/renew-before): 10m/9m30s renews every ~30s")
 	fs.BoolVar(&o.Rogue, "rogue", true, "at the end, try the backend as a client without a certificate and with another CA's certificate")
-	fs.StringVar(&o.Env.StateDir, "state-dir", "/tmp/mtls-demo", "state, mounts and logs (unmounted and cleaned at start and exit)")
-	fs.StringVar(&o.Env.BinDir, "bin-dir", "", "directory with etcd, kube-apiserver, kube-controller-manager, cert-manager-csi-driver, helm (default: <repo>/bin)")
+	fs.StringVar(&o.Env.StateDir, "state-dir", "", "the cluster's state and logs (default: <bin-dir>/cluster; emptied at start, the host restored at exit)")
+	fs.StringVar(&o.Env.BinDir, "bin-dir", "", "directory with the cluster's binaries and images/ (default: <repo>/bin)")
 	fs.StringVar(&o.Namespace, "namespace", "mtls-demo", "namespace of the demo release")
-	noBuild := fs.Bool("no-build", false, "do not (re)build the demo apps into the bin directory")
 	plainOut := fs.Bool("plain-output", false, "print plain lines even on a terminal")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -51,22 +47,12 @@ func run() int {
 		return 2
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "demo: needs root: the node agent mounts the CSI driver's volumes and gives every pod a private mount namespace (try: sudo make demo)")
+		fmt.Fprintln(os.Stderr, "demo: needs root: it runs a kubelet, containerd and runc, a CNI bridge, kube-proxy and kube-router on this host (try: sudo make demo)")
 		return 1
 	}
 	o.TTY = demo.IsTTY(os.Stdout) && !*plainOut
 	o.Out = os.Stdout
-	root := demo.RepoRoot()
-	if o.Env.BinDir == "" {
-		o.Env.BinDir = root + "/bin"
-	}
-	if !*noBuild {
-		fmt.Println("building the demo apps (backend, frontend, client) into", o.Env.BinDir)
-		if err := demo.BuildApps(root, o.Env.BinDir); err != nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-			return 1
-		}
-	}
+	o.Env.Progress = os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sum, err := demo.Run(ctx, o)
@@ -75,6 +61,8 @@ func run() int {
 		return 1
 	}
 	fmt.Println(sum.Line())
+	fmt.Printf("node Ready after %s, first certificate %s after helm install, cluster memory %.0f MiB\n",
+		sum.NodeReady.Round(100*time.Millisecond), sum.FirstCert.Round(100*time.Millisecond), float64(sum.MemoryBytes)/(1<<20))
 	if err := sum.Err(); err != nil {
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
 		return 1

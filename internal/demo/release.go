@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -27,8 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/images"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
-	"github.com/mtls-demo/mtls-webhook/pkg/demo/nodeagent"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
 
@@ -55,43 +54,30 @@ type Release struct {
 // Component label of the chart's pods.
 const componentLabel = "app.kubernetes.io/component"
 
-// Install renders helm/mtls-demo into opts.Namespace, applies the PKI
-// first, waits for the demo-ca Issuer to be Ready, then applies the rest.
+// Install installs helm/mtls-demo into opts.Namespace as helm/README.md
+// tells a user to (`helm upgrade --install mtls-demo ./helm/mtls-demo
+// --namespace <ns> --create-namespace`), with the scene's values, then
+// waits for the demo-ca Issuer to be Ready and reads the demo CA.
 func (e *Env) Install(ctx context.Context, opts ReleaseOptions) (*Release, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = "mtls-demo"
 	}
-	set := []string{
-		fmt.Sprintf("useMTLS=%t", !opts.Plain),
-		fmt.Sprintf("reload=%t", !opts.NoReload),
-	}
+	args := []string{"upgrade", "--install", "mtls-demo", "./helm/mtls-demo", "--namespace", opts.Namespace, "--create-namespace",
+		"--set", fmt.Sprintf("useMTLS=%t", !opts.Plain), "--set", fmt.Sprintf("reload=%t", !opts.NoReload)}
 	if opts.CertDuration != "" {
-		set = append(set, "pki.certDuration="+opts.CertDuration)
+		args = append(args, "--set", "pki.certDuration="+opts.CertDuration)
 	}
 	if opts.RenewBefore != "" {
-		set = append(set, "pki.certRenewBefore="+opts.RenewBefore)
-	}
-	objs, err := RenderChart(e.Opts.BinDir, e.Opts.RepoRoot, "mtls-demo", "demo", opts.Namespace, set)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.ensureNamespace(ctx, opts.Namespace, map[string]string{"mtls.demo/demo": "true"}); err != nil {
-		return nil, err
+		args = append(args, "--set", "pki.certRenewBefore="+opts.RenewBefore)
 	}
 	r := &Release{e: e, Opts: opts}
-	var later []*unstructured.Unstructured
-	for _, o := range objs {
-		if o.GetKind() == "Deployment" {
-			later = append(later, o)
-			continue
-		}
-		if err := e.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating %s %s: %w", o.GetKind(), o.GetName(), err)
-		}
+	r.Deployed = time.Now()
+	if _, err := e.Stack.Helm(ctx, args...); err != nil {
+		return nil, err
 	}
 	// The demo CA: a Certificate signed by the self-signed ClusterIssuer,
 	// then the CA Issuer reading its Secret.
-	if err := e.poll(90*time.Second, "the demo-ca Issuer to be Ready", nil, func(ctx context.Context) (bool, error) {
+	if err := e.poll(3*time.Minute, "the demo-ca Issuer to be Ready", func(ctx context.Context) (bool, error) {
 		iss := &unstructured.Unstructured{}
 		iss.SetAPIVersion("cert-manager.io/v1")
 		iss.SetKind("Issuer")
@@ -119,29 +105,58 @@ func (e *Env) Install(ctx context.Context, opts ReleaseOptions) (*Release, error
 	}
 	r.CAPool = x509.NewCertPool()
 	r.CAPool.AppendCertsFromPEM(r.CAPEM)
-	r.Deployed = time.Now()
-	for _, o := range later {
-		if err := e.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating %s %s: %w", o.GetKind(), o.GetName(), err)
-		}
-	}
 	return r, nil
 }
 
 // Namespace of the release.
 func (r *Release) Namespace() string { return r.Opts.Namespace }
 
+// PodInfo is what the demo reads of a pod from the API.
+type PodInfo struct {
+	Name, Namespace string
+	UID             string
+	IP              string
+	Ready           bool
+	Deleting        bool
+	Created         time.Time
+	// Started is when its first container started (after the kubelet
+	// mounted the certificate volume).
+	Started     time.Time
+	Labels      map[string]string
+	ContainerID string // containerd://...
+}
+
+func podInfo(p *corev1.Pod) PodInfo {
+	info := PodInfo{Name: p.Name, Namespace: p.Namespace, UID: string(p.UID), IP: p.Status.PodIP,
+		Deleting: p.DeletionTimestamp != nil, Created: p.CreationTimestamp.Time, Labels: p.Labels}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			info.Ready = true
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Running != nil && (info.Started.IsZero() || cs.State.Running.StartedAt.Before(&metav1.Time{Time: info.Started})) {
+			info.Started = cs.State.Running.StartedAt.Time
+			info.ContainerID = cs.ContainerID
+		}
+	}
+	return info
+}
+
 // Pod is the newest pod of role ("frontend", "backend", or "client" for
 // the load client), preferring ready ones.
-func (r *Release) Pod(role string) (nodeagent.PodInfo, bool) {
-	var best nodeagent.PodInfo
+func (r *Release) Pod(role string) (PodInfo, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pods, err := r.e.Clientset.CoreV1().Pods(r.Opts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: componentLabel + "=" + role})
+	if err != nil {
+		return PodInfo{}, false
+	}
+	var best PodInfo
 	found := false
-	for _, p := range r.e.Agent.Pods() {
-		if p.Namespace != r.Opts.Namespace || p.Deleting {
-			continue
-		}
-		isClient := role == "client" && p.Name == ClientPodName
-		if p.Labels[componentLabel] != role && !isClient {
+	for i := range pods.Items {
+		p := podInfo(&pods.Items[i])
+		if p.Deleting {
 			continue
 		}
 		if !found || (p.Ready && !best.Ready) || (p.Ready == best.Ready && p.Created.After(best.Created)) {
@@ -152,17 +167,19 @@ func (r *Release) Pod(role string) (nodeagent.PodInfo, bool) {
 }
 
 // WaitReady waits until the frontend and backend pods are Ready and
-// returns how long after the Deployments were created the first
-// certificate was mounted.
+// returns how long after the release was installed the first app started
+// with its certificate mounted (the kubelet starts a container only once
+// its volumes are mounted, so this is the time to the first certificate).
 func (r *Release) WaitReady(ctx context.Context, timeout time.Duration) (time.Duration, error) {
 	var first time.Duration
-	err := r.e.poll(timeout, "frontend and backend pods to be Ready", nil, func(context.Context) (bool, error) {
+	err := r.e.poll(timeout, "frontend and backend pods to be Ready", func(context.Context) (bool, error) {
+		first = 0
 		for _, role := range []string{"backend", "frontend"} {
 			p, ok := r.Pod(role)
 			if !ok || !p.Ready {
 				return false, nil
 			}
-			if d := p.Published.Sub(r.Deployed); first == 0 || d < first {
+			if d := p.Started.Sub(r.Deployed); first == 0 || d < first {
 				first = d
 			}
 		}
@@ -180,6 +197,10 @@ const ClientPodName = "load-client"
 // on <pod IP>:9090.
 func (r *Release) StartClient(ctx context.Context, interval time.Duration) error {
 	ns := r.Opts.Namespace
+	clientImage, err := r.e.Stack.Images.Ref(images.DemoClient)
+	if err != nil {
+		return err
+	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "client", Namespace: ns}}
 	if err := r.e.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
@@ -208,7 +229,7 @@ func (r *Release) StartClient(ctx context.Context, interval time.Duration) error
 			},
 			Containers: []corev1.Container{{
 				Name:  "client",
-				Image: "ghcr.io/mtls-demo/demo-client:0.1.0",
+				Image: clientImage,
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: new(false), ReadOnlyRootFilesystem: new(true),
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -225,7 +246,7 @@ func (r *Release) StartClient(ctx context.Context, interval time.Duration) error
 	if err := r.e.Client.Create(ctx, pod); err != nil {
 		return fmt.Errorf("creating the load client: %w", err)
 	}
-	return r.e.poll(60*time.Second, "the load client", nil, func(ctx context.Context) (bool, error) {
+	return r.e.poll(2*time.Minute, "the load client", func(ctx context.Context) (bool, error) {
 		p, ok := r.Pod("client")
 		if !ok || !p.Ready {
 			return false, nil
@@ -241,7 +262,7 @@ func (r *Release) StopClient(ctx context.Context) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	return r.e.poll(30*time.Second, "the load client to stop", nil, func(ctx context.Context) (bool, error) {
+	return r.e.poll(time.Minute, "the load client to stop", func(ctx context.Context) (bool, error) {
 		err := r.e.Client.Get(ctx, client.ObjectKey{Namespace: r.Opts.Namespace, Name: ClientPodName}, &corev1.Pod{})
 		return apierrors.IsNotFound(err), nil
 	})
@@ -317,12 +338,12 @@ func Scrape(ctx context.Context, ip string, port int) (Metrics, error) {
 
 // ---- certificates on disk -------------------------------------------------
 
-// MountedCert parses tls.crt of a pod's mtls-certs volume (what the app
-// sees at its mount path).
-func MountedCert(p nodeagent.PodInfo) (*x509.Certificate, error) {
-	dir, ok := p.Volumes[mutate.VolumeName]
-	if !ok {
-		return nil, fmt.Errorf("pod %s has no mtls-certs volume", p.Name)
+// MountedCert parses tls.crt of a pod's mtls-certs volume where the
+// kubelet mounted it on the node: what the app sees at its mount path.
+func (e *Env) MountedCert(p PodInfo) (*x509.Certificate, error) {
+	dir, err := e.volumeDir(p.UID)
+	if err != nil {
+		return nil, err
 	}
 	b, err := os.ReadFile(filepath.Join(dir, mutate.CertFile))
 	if err != nil {
@@ -335,23 +356,18 @@ func MountedCert(p nodeagent.PodInfo) (*x509.Certificate, error) {
 	return x509.ParseCertificate(blk.Bytes)
 }
 
-// NextRenewal is the csi-driver's next issuance time for the pod's volume.
-func (e *Env) NextRenewal(p nodeagent.PodInfo) (time.Time, error) {
-	id, ok := p.VolumeIDs[mutate.VolumeName]
-	if !ok {
-		return time.Time{}, fmt.Errorf("pod %s has no mtls-certs volume", p.Name)
-	}
-	b, err := os.ReadFile(nodeagent.VolumeMetadataPath(e.DataRoot, id))
+// NextRenewal is when the csi-driver renews the pod's certificate: its
+// expiry minus the release's renew-before, as the driver computes it.
+func (r *Release) NextRenewal(p PodInfo) (time.Time, error) {
+	c, err := r.e.MountedCert(p)
 	if err != nil {
 		return time.Time{}, err
 	}
-	var md struct {
-		NextIssuanceTime *time.Time `json:"nextIssuanceTime"`
+	rb, err := time.ParseDuration(r.Opts.RenewBefore)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("renew-before %q: %w", r.Opts.RenewBefore, err)
 	}
-	if err := json.Unmarshal(b, &md); err != nil || md.NextIssuanceTime == nil {
-		return time.Time{}, fmt.Errorf("no nextIssuanceTime in metadata of %s", id)
-	}
-	return *md.NextIssuanceTime, nil
+	return c.NotAfter.Add(-rb), nil
 }
 
 // ---- direct requests ------------------------------------------------------
@@ -359,10 +375,11 @@ func (e *Env) NextRenewal(p nodeagent.PodInfo) (time.Time, error) {
 // Post sends body to https(or http)://svc:port/path through the Service's
 // proxy, with tlsCfg (nil = plain HTTP). It returns status and body.
 func (r *Release) Post(ctx context.Context, svc string, port int, path, body string, tlsCfg *tls.Config) (int, []byte, error) {
-	ip := r.e.Agent.ServiceIP(r.Opts.Namespace, svc)
-	if ip == "" {
-		return 0, nil, fmt.Errorf("no Service %s/%s", r.Opts.Namespace, svc)
+	s, err := r.e.Clientset.CoreV1().Services(r.Opts.Namespace).Get(ctx, svc, metav1.GetOptions{})
+	if err != nil {
+		return 0, nil, err
 	}
+	ip := s.Spec.ClusterIP // kube-proxy's nftables rules take it from here
 	scheme := "http"
 	if tlsCfg != nil {
 		scheme = "https"
@@ -393,8 +410,11 @@ func (r *Release) Post(ctx context.Context, svc string, port int, path, body str
 
 // PodTLS is a client TLS configuration with the pod's mounted certificate
 // and the demo CA.
-func (r *Release) PodTLS(p nodeagent.PodInfo) (*tls.Config, error) {
-	dir := p.Volumes[mutate.VolumeName]
+func (r *Release) PodTLS(p PodInfo) (*tls.Config, error) {
+	dir, err := r.e.volumeDir(p.UID)
+	if err != nil {
+		return nil, err
+	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, mutate.CertFile), filepath.Join(dir, mutate.KeyFile))
 	if err != nil {
 		return nil, err

@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/certs"
+	"github.com/mtls-demo/mtls-webhook/internal/podnet"
 )
 
 // Scenes of the seed demo.
@@ -46,6 +48,8 @@ type Summary struct {
 	RogueRefused  int
 	WirePlaintext bool // the backend's wire carried readable JSON
 	WireInspected int  // connections recorded in front of the backend
+	NodeReady     time.Duration
+	MemoryBytes   uint64 // resident memory of the cluster's processes at the end
 }
 
 // Line is the closing summary line.
@@ -104,20 +108,29 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		return sum, err
 	}
 	defer func() {
-		fmt.Fprintln(o.Out, "stopping: pods, volumes (NodeUnpublishVolume), csi-driver, cert-manager, control plane")
-		env.Stop()
+		fmt.Fprintln(o.Out, "stopping: kubelet, containerd and every container, kube-router, kube-proxy, control plane; restoring the host")
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(o.Out, "stop:", err)
+		}
 	}()
+	t := env.Stack.Timings()
+	sum.NodeReady = t.Cluster.NodeReady
+	fmt.Fprintf(o.Out, "node Ready %s after start; %s\n", t.Cluster.NodeReady.Round(100*time.Millisecond), t)
 	rel, err := env.Install(ctx, ReleaseOptions{Namespace: o.Namespace, Plain: o.Scene == ScenePlain, NoReload: o.Scene == SceneRestart,
 		CertDuration: o.CertDuration, RenewBefore: o.RenewBefore})
 	if err != nil {
 		return sum, err
 	}
-	env.step("helm/mtls-demo applied to namespace %s: demo-ca Issuer Ready, Deployments created", o.Namespace)
-	tap := env.Agent.TapService(o.Namespace, "backend-svc")
-	if sum.FirstCert, err = rel.WaitReady(ctx, 120*time.Second); err != nil {
+	env.step("helm/mtls-demo installed in namespace %s: demo-ca Issuer Ready", o.Namespace)
+	if sum.FirstCert, err = rel.WaitReady(ctx, 3*time.Minute); err != nil {
 		return sum, err
 	}
-	env.step("frontend and backend Ready; first certificate mounted %s after the Deployments were created", sum.FirstCert.Round(time.Millisecond))
+	env.step("frontend and backend Ready; first app started with its certificate mounted %s after helm install", sum.FirstCert.Round(time.Millisecond))
+	tap, err := rel.Isolation(o.Out)
+	if err != nil {
+		return sum, err
+	}
+	defer func() { _ = tap.Close() }()
 	if err := rel.StartClient(ctx, o.Interval); err != nil {
 		return sum, err
 	}
@@ -127,8 +140,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if _, err := os.Stat(kubectl); err != nil {
 		kubectl = "kubectl"
 	}
-	fmt.Fprintf(o.Out, "look around from another terminal: %s --kubeconfig %s -n %s get pods,certificaterequests\n\n",
-		kubectl, filepath.Join(stateDir(o.Env), "admin.kubeconfig"), o.Namespace)
+	fmt.Fprintf(o.Out, "look around from another terminal: %s --kubeconfig %s -n %s get pods,certificaterequests -o wide\n\n",
+		kubectl, env.Kubeconfig(), o.Namespace)
 
 	v := newView(env, rel, o)
 	runCtx := ctx
@@ -144,6 +157,13 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	sum.Rotations, sum.Restarts = v.rotations, v.restarts
 	_ = rel.StopClient(context.Background())
 
+	mem := env.Stack.Memory()
+	var total uint64
+	for _, b := range mem {
+		total += b
+	}
+	sum.MemoryBytes = total
+	_ = tap.Close()
 	conns := tap.Conns()
 	sum.WireInspected = len(conns)
 	for _, c := range conns {
@@ -153,10 +173,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	fmt.Fprintln(o.Out)
 	if sum.WirePlaintext {
-		fmt.Fprintf(o.Out, "wire: %d connection(s) to backend-svc recorded; JSON visible in plain text, e.g. %s\n", len(conns), firstJSON(conns))
+		fmt.Fprintf(o.Out, "wire: %d connection(s) captured on the backend pod's eth0 (AF_PACKET, %d segments to :8080); JSON visible in plain text, e.g. %s\n", len(conns), tap.Frames(), firstJSON(conns))
 	} else if len(conns) > 0 {
-		fmt.Fprintf(o.Out, "wire: %d connection(s) to backend-svc recorded; no readable JSON (first bytes % x: TLS handshake record)\n", len(conns), conns[0][:min(3, len(conns[0]))])
+		fmt.Fprintf(o.Out, "wire: %d connection(s) captured on the backend pod's eth0 (AF_PACKET, %d segments to :8080); no readable JSON (first bytes % x: TLS handshake record)\n", len(conns), tap.Frames(), conns[0][:min(3, len(conns[0]))])
 	}
+	fmt.Fprintf(o.Out, "memory: the cluster's processes held %s resident at the end (%s)\n", mib(total), memLine(mem))
 	if o.Rogue && o.Scene != ScenePlain {
 		for _, r := range rel.RogueChecks(context.Background()) {
 			verdict := "REFUSED (good)"
@@ -177,6 +198,46 @@ func stateDir(o EnvOptions) string {
 	return o.StateDir
 }
 
+func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// memLine lists the largest processes first.
+func memLine(m map[string]uint64) string {
+	type kv struct {
+		k string
+		v uint64
+	}
+	var all []kv
+	for k, v := range m {
+		all = append(all, kv{k, v})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v })
+	var parts []string
+	for _, e := range all {
+		parts = append(parts, e.k+" "+mib(e.v))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Isolation shows that the backend is a real container (its containerd ID,
+// its own pid namespace, an overlay root) and starts the wire capture on
+// its own interface.
+func (r *Release) Isolation(out io.Writer) (*podnet.Capture, error) {
+	p, ok := r.Pod("backend")
+	if !ok {
+		return nil, errors.New("no backend pod")
+	}
+	pid, err := podnet.PodProcess(p.UID, "backend")
+	if err != nil {
+		return nil, err
+	}
+	iso, err := podnet.Inspect(pid)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "backend %s: container %s, host pid %d is pid %d in its own pid namespace (%t), own network namespace (%t), root on %s\n",
+		p.Name, p.ContainerID, pid, iso.PIDInNamespace, iso.OwnPIDNamespace, iso.OwnNetNamespace, iso.RootFSType)
+	return podnet.CapturePod(pid, 8080, 512)
+}
 func firstJSON(conns [][]byte) string {
 	for _, c := range conns {
 		s := string(c)
@@ -288,7 +349,7 @@ func (v *view) refresh(ctx context.Context) {
 		if m.Serial != "" && m.Serial != st.serial {
 			if st.serial != "" {
 				v.rotations++
-				c, _ := MountedCert(p)
+				c, _ := v.env.MountedCert(p)
 				na := ""
 				if c != nil {
 					na = " valid until " + c.NotAfter.Format("15:04:05")
@@ -300,10 +361,10 @@ func (v *view) refresh(ctx context.Context) {
 			st.serial = m.Serial
 		}
 		st.reloads, st.hsFail = m.Reloads, sum(m.HandshakeFailures)
-		if c, err := MountedCert(p); err == nil {
+		if c, err := v.env.MountedCert(p); err == nil {
 			st.fileSer = certs.SerialHex(c)
 		}
-		if n, err := v.env.NextRenewal(p); err == nil {
+		if n, err := v.rel.NextRenewal(p); err == nil {
 			st.next = n
 		}
 		// Case 2: the driver renewed the files but the app keeps serving
