@@ -164,7 +164,7 @@ func TestChartsApplyToAPIServer(t *testing.T) {
 				// answer for the next test's pods.
 				for _, o := range objs {
 					switch o.GetKind() {
-					case "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+					case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 						if err := c.Delete(context.Background(), o.DeepCopy()); err != nil {
 							t.Errorf("delete %s: %v", o.GetName(), err)
 						}
@@ -187,15 +187,36 @@ func optInPod(ns, enable string, withVolume bool) *corev1.Pod {
 		p.Annotations = map[string]string{"mtls.demo/enable": enable}
 	}
 	if withVolume {
-		p.Spec.Volumes = []corev1.Volume{{
-			Name: "mtls-certs",
-			VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
-				Driver:           "csi.cert-manager.io",
-				ReadOnly:         ptr.To(true),
-				VolumeAttributes: map[string]string{"csi.cert-manager.io/issuer-name": "demo-ca"},
-			}},
-		}}
+		// The state the webhook produces: its status annotation and the
+		// mtls-certs volume with the pod's own SPIFFE ID.
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations["mtls.demo/status"] = "injected-0123456789"
+		p.Spec.Volumes = []corev1.Volume{csiVolume("mtls-certs", map[string]string{
+			"csi.cert-manager.io/issuer-name": "demo-ca",
+			"csi.cert-manager.io/uri-sans":    "spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}",
+		})}
 	}
+	return p
+}
+
+func csiVolume(name string, attrs map[string]string) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+		Driver: "csi.cert-manager.io", ReadOnly: ptr.To(true), VolumeAttributes: attrs,
+	}}}
+}
+
+// forgedPod is a pod, opted in or not, that carries a csi.cert-manager.io
+// volume of its own making: another namespace's SPIFFE ID from a
+// ClusterIssuer.
+func forgedPod(ns, enable string) *corev1.Pod {
+	p := optInPod(ns, enable, false)
+	p.Name = "forged"
+	p.Spec.Volumes = []corev1.Volume{csiVolume("certs", map[string]string{
+		"csi.cert-manager.io/issuer-name": "corp-ca", "csi.cert-manager.io/issuer-kind": "ClusterIssuer",
+		"csi.cert-manager.io/uri-sans": "spiffe://cluster.local/ns/bank/sa/frontend",
+	})}
 	return p
 }
 
@@ -256,23 +277,33 @@ func TestAdmissionConfiguration(t *testing.T) {
 	var admission []*unstructured.Unstructured
 	for _, o := range objs {
 		switch o.GetKind() {
-		case "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			admission = append(admission, o)
 		}
 	}
-	if len(admission) != 3 {
-		t.Fatalf("want the MWC, the policy and its binding, got %d objects", len(admission))
+	if len(admission) != 6 {
+		t.Fatalf("want the MWC, the VWC, two policies and their bindings, got %d objects", len(admission))
 	}
 	apply(t, c, admission)
-	mwc := admission[slices.IndexFunc(admission, func(o *unstructured.Unstructured) bool {
-		return o.GetKind() == "MutatingWebhookConfiguration"
-	})]
+	kind := func(k string) *unstructured.Unstructured {
+		return admission[slices.IndexFunc(admission, func(o *unstructured.Unstructured) bool { return o.GetKind() == k })]
+	}
+	mwc, vwc := kind("MutatingWebhookConfiguration"), kind("ValidatingWebhookConfiguration")
 
 	t.Run("webhook selects opted-in pods", func(t *testing.T) {
 		for _, enable := range []string{"true", "yes"} {
 			eventually(t, "enable="+enable+" reaches the webhook",
 				refusedWith(c, optInPod("team-a", enable, false), `failed calling webhook "inject.mtls.demo"`))
 		}
+	})
+	t.Run("the validating webhook sees every pod with a csi.cert-manager.io volume", func(t *testing.T) {
+		for _, enable := range []string{"", "false"} {
+			eventually(t, "forged volume with enable="+enable+" reaches verify.mtls.demo",
+				refusedWith(c, forgedPod("team-a", enable), `failed calling webhook "verify.mtls.demo"`))
+		}
+		eventually(t, "kube-system is not sent to the webhooks or the policies", func() error {
+			return createDryRun(c, forgedPod("kube-system", ""))
+		})
 	})
 	t.Run("webhook and policy leave other pods alone", func(t *testing.T) {
 		for _, p := range []*corev1.Pod{
@@ -291,10 +322,33 @@ func TestAdmissionConfiguration(t *testing.T) {
 		}
 	})
 
-	// From here the mutating webhook is absent: only the policy guards.
-	if err := c.Delete(context.Background(), mwc.DeepCopy()); err != nil {
-		t.Fatal(err)
+	// From here the webhooks are absent: only the policies guard.
+	for _, o := range []*unstructured.Unstructured{mwc, vwc} {
+		if err := c.Delete(context.Background(), o.DeepCopy()); err != nil {
+			t.Fatal(err)
+		}
 	}
+	t.Run("the CEL guard refuses forged csi.cert-manager.io volumes on any pod", func(t *testing.T) {
+		guard := "ValidatingAdmissionPolicy 'adm-mtls-webhook-csi-guard'"
+		eventually(t, "plain pod", refusedWith(c, forgedPod("team-a", ""), guard, "only mtls-webhook may add a csi.cert-manager.io volume"))
+		eventually(t, "enable false", refusedWith(c, forgedPod("team-a", "false"), guard))
+		// Opted in and even carrying a status annotation: the volume's
+		// name and its SPIFFE ID still give it away.
+		second := optInPod("team-a", "true", true)
+		second.Spec.Volumes = append(second.Spec.Volumes, forgedPod("team-a", "").Spec.Volumes...)
+		eventually(t, "opted-in pod with a second volume", refusedWith(c, second, guard, "a pod may have one csi.cert-manager.io volume"))
+		optedIn := forgedPod("team-a", "true")
+		optedIn.Annotations["mtls.demo/status"] = "injected-forged"
+		optedIn.Spec.Volumes[0].Name = "mtls-certs"
+		eventually(t, "opted-in pod with another namespace's SPIFFE ID", refusedWith(c, optedIn, guard,
+			"the pod's own SPIFFE ID spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME} first"))
+		withCN := optInPod("team-a", "true", true)
+		withCN.Spec.Volumes[0].CSI.VolumeAttributes["csi.cert-manager.io/common-name"] = "admin"
+		eventually(t, "a common name the webhook does not allow", refusedWith(c, withCN, guard, "no common name"))
+		if err := createDryRun(c, forgedPod("kube-system", "")); err != nil {
+			t.Errorf("kube-system pod refused: %v", err)
+		}
+	})
 	t.Run("policy refuses an opted-in pod the webhook did not mutate", func(t *testing.T) {
 		eventually(t, "policy refusal", refusedWith(c, optInPod("team-a", "true", false),
 			"ValidatingAdmissionPolicy 'adm-mtls-webhook-require-csi'",

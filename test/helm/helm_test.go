@@ -60,6 +60,13 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{chart.WebhookChart, "config.defaultDuration=one-day", "/config/defaultDuration"},
 		{chart.WebhookChart, "config.allowedIssuers={Secret/x}", "/config/allowedIssuers/0"},
 		{chart.WebhookChart, "config.logLevel=verbose", "/config/logLevel"},
+		{chart.WebhookChart, "config.allowedURISANs={spiffe://cluster.local/*}", "/config/allowedURISANs/0"},
+		{chart.WebhookChart, "config.allowedDNSNames={*.example.com}", "/config/allowedDNSNames/0"},
+		{chart.WebhookChart, "config.allowCommonName=yes", "/config/allowCommonName"},
+		{chart.WebhookChart, "config.maxRSAKeySize=16384", "/config/maxRSAKeySize"},
+		{chart.WebhookChart, "config.maxDuration=forever", "/config/maxDuration"},
+		{chart.WebhookChart, "config.maxDNSNames=0", "/config/maxDNSNames"},
+		{chart.WebhookChart, "validatingWebhook.failurePolicy=Retry", "/validatingWebhook/failurePolicy"},
 		{chart.WebhookChart, "mutatingWebhook.failurePolicy=Retry", "/mutatingWebhook/failurePolicy"},
 		{chart.WebhookChart, "mutatingWebhook.timeoutSeconds=31", "/mutatingWebhook/timeoutSeconds"},
 		{chart.WebhookChart, "validatingAdmissionPolicy.enabled=maybe", "/validatingAdmissionPolicy/enabled"},
@@ -100,6 +107,7 @@ func TestTemplateRefusesInconsistentValues(t *testing.T) {
 		{chart.WebhookChart, []string{"config.metricsPort=8081"}, "config.metricsPort must differ"},
 		{chart.WebhookChart, []string{"serviceAccount.create=false"}, "serviceAccount.name is required"},
 		{chart.WebhookChart, []string{"config.defaultIssuer=mesh", "config.defaultIssuerKind=ClusterIssuer", "config.issuerCheck=deny"}, "config.allowedIssuers is empty"},
+		{chart.WebhookChart, []string{"config.defaultIssuer=mesh", "config.defaultIssuerKind=ClusterIssuer"}, "the webhook refuses to start"},
 		{chart.WebhookChart, []string{"podDisruptionBudget.minAvailable=null"}, "needs minAvailable or maxUnavailable"},
 		{chart.DemoChart, []string{"frontend.serviceAccount.name=app", "backend.serviceAccount.name=app"}, "distinct service accounts"},
 		{chart.DemoChart, []string{"opsPort=8080"}, "port and opsPort must differ"},
@@ -151,8 +159,8 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 	for kind, n := range map[string]int{
 		"Deployment": 1, "Service": 1, "ServiceAccount": 2, "PodDisruptionBudget": 1,
 		"ClusterRole": 1, "ClusterRoleBinding": 1, "Issuer": 2, "Certificate": 2,
-		"MutatingWebhookConfiguration": 1, "ValidatingAdmissionPolicy": 1,
-		"ValidatingAdmissionPolicyBinding": 1, "Namespace": 1, "Role": 1, "RoleBinding": 1, "Pod": 1,
+		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "ValidatingAdmissionPolicy": 2,
+		"ValidatingAdmissionPolicyBinding": 2, "Namespace": 1, "Role": 1, "RoleBinding": 1, "Pod": 1,
 	} {
 		if len(byKind[kind]) != n {
 			t.Errorf("%d %s rendered (%v), want %d", len(byKind[kind]), kind, byKind[kind], n)
@@ -175,7 +183,9 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 		"--trust-domain=cluster.local", "--cluster-domain=cluster.local",
 		"--frontend-image=ghcr.io/mtls-demo/demo-frontend:0.1.0",
 		"--backend-image=ghcr.io/mtls-demo/demo-backend:0.1.0", "--issuer-check=warn",
-		"--allowed-issuers=", "--allow-any-dns-names=false", "--log-level=info"}
+		"--allowed-issuers=", "--allow-any-dns-names=false", "--allowed-dns-names=", "--allowed-uri-sans=",
+		"--allow-common-name=false", "--max-annotation-bytes=4096", "--max-dns-names=64", "--max-uri-sans=8",
+		"--min-duration=1m", "--max-duration=2160h", "--max-rsa-key-size=4096", "--log-level=info"}
 	if !slices.Equal(args, wantArgs) {
 		t.Errorf("args =\n%q\nwant\n%q", args, wantArgs)
 	}

@@ -126,8 +126,8 @@ matchExpressions:
 Input checks the schema cannot express.
 */}}
 {{- define "mtls-webhook.validate" -}}
-{{- if and (eq .Values.config.defaultIssuerKind "ClusterIssuer") .Values.config.defaultIssuer (eq .Values.config.issuerCheck "deny") (not .Values.config.allowedIssuers) -}}
-{{- fail "config.defaultIssuerKind is ClusterIssuer with issuerCheck deny, but config.allowedIssuers is empty (which allows no ClusterIssuer): add \"ClusterIssuer/<name>\" to config.allowedIssuers" -}}
+{{- if and (eq .Values.config.defaultIssuerKind "ClusterIssuer") (not .Values.config.allowedIssuers) -}}
+{{- fail "config.defaultIssuerKind is ClusterIssuer, but config.allowedIssuers is empty (which allows no ClusterIssuer): every pod relying on the default would be refused, so the webhook refuses to start; add \"ClusterIssuer/<name>\" to config.allowedIssuers" -}}
 {{- end -}}
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
 {{- fail "serviceAccount.name is required when serviceAccount.create is false" -}}
