@@ -6,7 +6,7 @@ set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KIND=${KIND:-${REPO_ROOT}/bin/kind}
 KIND_CLUSTER_NAME=${KIND_CLUSTER_NAME:-mtls-webhook-e2e}
-KUBECONFIG_FILE=${KUBECONFIG_FILE:-${REPO_ROOT}/bin/kind/${KIND_CLUSTER_NAME}.kubeconfig}
+KUBECONFIG_FILE=${KUBECONFIG_FILE:-${REPO_ROOT}/bin/kind-e2e/${KIND_CLUSTER_NAME}.kubeconfig}
 
 if "${KIND}" get clusters 2>/dev/null | grep -qx -- "${KIND_CLUSTER_NAME}"; then
   "${KIND}" delete cluster --name "${KIND_CLUSTER_NAME}"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole story on kind: build the four images, bring up kind with
-# cert-manager and its CSI driver (hack/kind-up.sh), load the images, install
+# The whole story on kind: build the project's image tarballs (hack/images,
+# no Docker needed for that), bring up kind with cert-manager and its CSI
+# driver (hack/kind-up.sh), load the tarballs with `kind load image-archive`
+# (the same files the local node imports), install
 # mtls-webhook and mtls-demo with helm, run the e2e suite (test/e2e), collect
 # logs and events on failure, and delete the cluster unless KEEP=1.
 # Re-running with an existing cluster works: kind-up reuses it and the charts
@@ -8,9 +10,11 @@
 #
 # Environment: KIND, HELM, GO (tools; default bin/kind, bin/helm, go),
 # KIND_CLUSTER_NAME, REGISTRY, IMAGE_TAG (must match `make images`),
-# KEEP=1 (keep the cluster), SKIP_IMAGES=1 (reuse already built images),
+# KIND_IMAGES (comma-separated names from internal/images; default the
+# project's four), KEEP=1 (keep the cluster), SKIP_IMAGES=1 (reuse the
+# tarballs already in bin/images),
 # E2E_RUN (go test -run regexp), E2E_TIMEOUT (default 40m),
-# ARTIFACTS (where logs go on failure; default bin/kind/artifacts).
+# ARTIFACTS (where logs go on failure; default bin/kind-e2e/artifacts).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,18 +23,17 @@ export KIND=${KIND:-${REPO_ROOT}/bin/kind}
 export HELM=${HELM:-${REPO_ROOT}/bin/helm}
 GO=${GO:-go}
 export KIND_CLUSTER_NAME=${KIND_CLUSTER_NAME:-mtls-webhook-e2e}
-export KUBECONFIG_FILE=${KUBECONFIG_FILE:-${REPO_ROOT}/bin/kind/${KIND_CLUSTER_NAME}.kubeconfig}
+export KUBECONFIG_FILE=${KUBECONFIG_FILE:-${REPO_ROOT}/bin/kind-e2e/${KIND_CLUSTER_NAME}.kubeconfig}
 REGISTRY=${REGISTRY:-ghcr.io/mtls-demo}
 IMAGE_TAG=${IMAGE_TAG:-0.1.0}
 KEEP=${KEEP:-0}
-ARTIFACTS=${ARTIFACTS:-${REPO_ROOT}/bin/kind/artifacts}
+ARTIFACTS=${ARTIFACTS:-${REPO_ROOT}/bin/kind-e2e/artifacts}
+KIND_IMAGES=${KIND_IMAGES:-mtls-webhook,demo-backend,demo-frontend,demo-client}
 WEBHOOK_NAMESPACE=mtls-system
 DEMO_NAMESPACE=demo
 
-WEBHOOK_IMAGE="${REGISTRY}/mtls-webhook:${IMAGE_TAG}"
 FRONTEND_IMAGE="${REGISTRY}/demo-frontend:${IMAGE_TAG}"
 BACKEND_IMAGE="${REGISTRY}/demo-backend:${IMAGE_TAG}"
-CLIENT_IMAGE="${REGISTRY}/demo-client:${IMAGE_TAG}"
 
 log() { printf '[kind-e2e] %s\n' "$*" >&2; }
 
@@ -69,18 +72,23 @@ finish() {
 }
 trap finish EXIT
 
-# 1. Images, tagged as the charts' defaults expect.
+# 1. Image tarballs, tagged as the charts' defaults expect.
 if [[ "${SKIP_IMAGES:-0}" != 1 ]]; then
-  make --no-print-directory images REGISTRY="${REGISTRY}" IMAGE_TAG="${IMAGE_TAG}"
+  make --no-print-directory images REGISTRY="${REGISTRY}" IMAGE_TAG="${IMAGE_TAG}" IMAGES_ONLY="${KIND_IMAGES}"
 fi
+# Their paths, from bin/images/index.json (checked against REGISTRY/IMAGE_TAG).
+mapfile -t TARBALLS < <("${GO}" run ./hack/images -registry "${REGISTRY}" -tag "${IMAGE_TAG}" -only "${KIND_IMAGES}" -tarballs)
+[[ "${#TARBALLS[@]}" -gt 0 ]] || { log "no image tarballs for ${KIND_IMAGES}"; exit 1; }
 
 # 2. Cluster, cert-manager, CSI driver.
 hack/kind-up.sh
 export KUBECONFIG="${KUBECONFIG_FILE}"
 
-# 3. Images into the node (no registry involved; pullPolicy IfNotPresent).
-for img in "${WEBHOOK_IMAGE}" "${FRONTEND_IMAGE}" "${BACKEND_IMAGE}" "${CLIENT_IMAGE}"; do
-  "${KIND}" load docker-image --name "${KIND_CLUSTER_NAME}" "${img}"
+# 3. The tarballs into the node (no registry involved; pullPolicy
+# IfNotPresent). kind pipes each into `ctr -n k8s.io images import`.
+for tarball in "${TARBALLS[@]}"; do
+  log "kind load image-archive ${tarball}"
+  "${KIND}" load image-archive --name "${KIND_CLUSTER_NAME}" "${tarball}"
 done
 
 # 4. The charts. The image values are spelled out so that a non-default

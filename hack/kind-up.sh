@@ -9,18 +9,19 @@
 #   KIND_CLUSTER_NAME    cluster name (default mtls-webhook-e2e)
 #   KIND_NODE_IMAGE      node image (default below)
 #   KUBECONFIG_FILE      kubeconfig written for the cluster
-#                        (default bin/kind/<cluster>.kubeconfig; ~/.kube/config is left alone)
+#                        (default bin/kind-e2e/<cluster>.kubeconfig; ~/.kube/config is left alone;
+#                        bin/kind itself is the kind binary)
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KIND=${KIND:-${REPO_ROOT}/bin/kind}
 HELM=${HELM:-${REPO_ROOT}/bin/helm}
 KIND_CLUSTER_NAME=${KIND_CLUSTER_NAME:-mtls-webhook-e2e}
-# kindest/node v1.33.1, a published tag (released with kind v0.29.0); the
-# charts need Kubernetes >= 1.30. Pin the digest from the kind release notes
-# here (tag@sha256:...) for fully reproducible runs.
-KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:v1.33.1}
-KUBECONFIG_FILE=${KUBECONFIG_FILE:-${REPO_ROOT}/bin/kind/${KIND_CLUSTER_NAME}.kubeconfig}
+# The node image of kind v0.33.0's own release, by digest
+# (sigs.k8s.io/kind@v0.33.0 pkg/apis/config/defaults/image.go): Kubernetes
+# v1.37.0, the minor the local cluster runs (v1.37.2). The charts need >= 1.30.
+KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5}
+KUBECONFIG_FILE=${KUBECONFIG_FILE:-${REPO_ROOT}/bin/kind-e2e/${KIND_CLUSTER_NAME}.kubeconfig}
 JETSTACK_REPO=https://charts.jetstack.io
 CERT_MANAGER_VERSION=v1.19.2
 CSI_DRIVER_VERSION=v0.12.0

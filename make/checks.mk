@@ -35,6 +35,7 @@ test-checks: shellcheck ## Check without Docker: e2e suite compiles (vet), hack/
 	@unformatted="$$(gofmt -l test/e2e)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@for s in $(HACK_SCRIPTS); do bash -n "$$s" || { echo "bash -n failed: $$s"; exit 1; }; done; echo "bash -n: $(words $(HACK_SCRIPTS)) scripts OK"
 	$(SHELLCHECK) --severity=style --external-sources $(HACK_SCRIPTS)
+	@! grep -n 'bin/kind/' $(HACK_SCRIPTS) || { echo "the scripts above use bin/kind/ as a directory: bin/kind is the kind binary (use bin/kind-e2e/)"; exit 1; }
 	hack/check-dockerfile.sh Dockerfile VERSION=$(VERSION)
 	@for app in $(DEMO_IMAGE_APPS); do hack/check-dockerfile.sh demo-apps/Dockerfile APP="$$app" VERSION=$(VERSION); done
 

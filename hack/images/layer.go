@@ -76,11 +76,9 @@ func layerEntries(s images.Spec, files map[string]string) (map[string]*entry, er
 		es[p] = &entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: 0o755, Size: st.Size()}, host: host}
 		for _, l := range bin.Links {
 			lp := strings.TrimPrefix(path.Clean(l), "/")
-			target := p
+			target := "/" + p
 			if path.Dir(lp) == path.Dir(p) {
-				target = path.Base(p)
-			} else {
-				target = "/" + p
+				target = path.Base(p) // relative, like busybox's links
 			}
 			es[lp] = &entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: lp, Linkname: target, Mode: 0o777}}
 		}

@@ -51,6 +51,7 @@ func run() error {
 		only     = flag.String("only", "", "comma-separated image names to build (default: all); see -list")
 		force    = flag.Bool("force", false, "rebuild even when the inputs did not change")
 		list     = flag.Bool("list", false, "print the image names and references, then exit")
+		tarballs = flag.Bool("tarballs", false, "print the tarball paths of the built images (-only: of those) from the index in -out, then exit")
 	)
 	flag.Parse()
 
@@ -84,6 +85,24 @@ func run() error {
 	}
 	if *out == "" {
 		*out = images.DefaultDir(root)
+	}
+
+	if *tarballs {
+		idx, err := images.Load(*out)
+		if err != nil {
+			return err
+		}
+		for _, s := range specs {
+			img, err := idx.Get(s.Name)
+			if err != nil {
+				return err
+			}
+			if img.Ref != s.Ref() {
+				return fmt.Errorf("%s in %s is %s, want %s: run `make images`", s.Name, *out, img.Ref, s.Ref())
+			}
+			fmt.Println(img.Tarball)
+		}
+		return nil
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -46,13 +46,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 type setup struct {
-	cfg      config
-	regSock  string
-	csiSock  string
-	done     chan error
-	cancel   context.CancelFunc
-	fakeCSI  *fakecsi.Server
-	startCSI func()
+	cfg     config
+	regSock string
+	csiSock string
+	done    chan error
+	cancel  context.CancelFunc
+	fakeCSI *fakecsi.Server
 }
 
 // start runs the registrar before the driver's socket exists (it must
