@@ -58,22 +58,30 @@
 //
 // Start it after the API server answers and after the kubelet has registered
 // the Node (kube-router reads the Node once, at start, and exits if it is
-// missing):
+// missing), from an ordinary goroutine (kube-router gets SIGKILL when the OS
+// thread that started it exits, which Go does only for a goroutine that
+// ends while locked with runtime.LockOSThread):
 //
 //	fw, err := netpol.Start(ctx, netpol.Options{
 //		Binary:      filepath.Join(binDir, "kube-router"), // make netpol-bins
-//		Kubeconfig:  adminKubeconfig, // reads pods, namespaces, networkpolicies, nodes, services, endpoints(lices)
+//		Kubeconfig:  adminKubeconfig, // lists/watches pods, namespaces, networkpolicies, nodes, services, endpoints, endpointslices
 //		NodeName:    nodeName,        // the Node's name, as registered by the kubelet
 //		StateDir:    filepath.Join(stateDir, "netpol"),
 //		PodCIDR:     "198.18.0.0/16",
 //		ServiceCIDR: "198.19.0.0/16", // the API server's --service-cluster-ip-range
 //		Log:         logFile,
 //	})
-//	defer fw.Stop()
+//	...
+//	err = fw.Stop()
 //
-// and on the next start (or in `cluster down`), call
-// netpol.Cleanup(filepath.Join(stateDir, "netpol")) before anything else,
-// or simply Start again. Requirements on the node:
+// On the next start, or in `cluster down` after a kill -9, call
+// netpol.Cleanup(filepath.Join(stateDir, "netpol")), or simply Start again
+// (it calls Cleanup first). Stop it before the node harness removes the
+// kubelet's own iptables chains: a running kube-router rewrites the whole
+// filter table and would restore them on its next sync. Stop deletes the
+// filter table only if it was absent before Start and holds nothing else
+// afterwards; if the kubelet's chains are still in it then, the table is
+// left to whoever removes them. Requirements on the node:
 //
 //   - The Node must have an InternalIP (kubelet --node-ip), and pods'
 //     status.hostIP must equal it: kube-router only firewalls pods whose
@@ -91,9 +99,10 @@
 //     would not reach the pod and could follow the host's default route off
 //     the machine (reasoned from how the kernel routes ICMP errors, not
 //     tried; the tests give their bridge the node's address for this).
-//   - Put the same ToolsDir first in the kubelet's PATH if the kubelet should
-//     use the same iptables (it writes KUBE-FIREWALL etc. to the same filter
-//     table either way when an iptables-nft is on its PATH).
+//   - The kubelet writes its KUBE-FIREWALL and canary chains with whatever
+//     iptables is on its PATH. With ToolsDir first in its PATH they land in
+//     the same nf_tables filter table, where kube-router keeps them and this
+//     package never removes them.
 //
 // kube-router's first full sync lands about 0.5-1.5 s after start, and a
 // new or changed policy is enforced about 0.25 s after the API server has

@@ -1,6 +1,8 @@
 package netpol
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -168,13 +170,20 @@ func TestOwnedNames(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	base := Options{Binary: "/bin/sh", Kubeconfig: "/etc/hostname", NodeName: "node-a", StateDir: t.TempDir(),
+	dir := t.TempDir()
+	binary, kubeconfig := filepath.Join(dir, "kube-router"), filepath.Join(dir, "kubeconfig")
+	for _, f := range []string{binary, kubeconfig} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := Options{Binary: binary, Kubeconfig: kubeconfig, NodeName: "node-a", StateDir: dir,
 		PodCIDR: "198.18.0.0/16", ServiceCIDR: "198.19.0.0/16"}
 	ok := base
 	if err := ok.validate(); err != nil {
 		t.Fatalf("valid options refused: %v", err)
 	}
-	if ok.HostnameOverride != "node-a" || ok.ToolsDir != "/bin/netfilter/bin" {
+	if ok.HostnameOverride != "node-a" || ok.ToolsDir != filepath.Join(dir, "netfilter", "bin") {
 		t.Errorf("defaults: HostnameOverride %q, ToolsDir %q", ok.HostnameOverride, ok.ToolsDir)
 	}
 	for name, mutate := range map[string]func(*Options){
