@@ -1,3 +1,13 @@
+// Launchers for cert-manager's controller, cainjector, webhook and
+// startupapicheck: stand-ins for upstream's binaries, whose nested cmd
+// modules the module proxy does not serve (see internal/launcher).
+//
+// The module path lies under github.com/cert-manager/cert-manager on
+// purpose: Go allows importing a package's internal/ tree only from paths
+// under its parent, and cert-manager's webhook admission chain, validation
+// and component configuration types live in internal/ (upstream's own cmd
+// modules reach them the same way). Nothing imports this module and it is
+// never published; it is built from this directory only.
 module github.com/cert-manager/cert-manager/mtls-demo-launchers
 
 go 1.26.0

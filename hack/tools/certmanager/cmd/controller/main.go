@@ -102,6 +102,12 @@ func run(rootCtx context.Context, c *config.ControllerConfiguration) error {
 
 	g, gctx := errgroup.WithContext(rootCtx)
 
+	// cert-manager's Certificate and ACME Challenge collectors, as upstream's
+	// main wires them (the library leaves that to the binary). Asking for
+	// the listers registers their informers before the factories start.
+	base.Metrics.SetupCertificateCollector(base.SharedInformerFactory.Certmanager().V1().Certificates().Lister())
+	base.Metrics.SetupACMECollector(base.SharedInformerFactory.Acme().V1().Challenges().Lister())
+
 	if c.MetricsListenAddress != "0" && c.MetricsListenAddress != "" {
 		src := certificateSource(c.MetricsTLSConfig, base)
 		if src != nil {
@@ -270,11 +276,16 @@ func leaderElect(ctx context.Context, c *config.ControllerConfiguration, cc *con
 		return err
 	}
 	le.Run(ctx)
-	select {
-	case <-ctx.Done():
+	// Run returns when the context ends (a shutdown: the lease is released)
+	// or when the lease was lost while running, which must end the process.
+	if ctx.Err() != nil {
 		return nil
+	}
+	select {
 	case <-lost:
 		return errors.New("leader election lost")
+	default:
+		return nil
 	}
 }
 

@@ -128,6 +128,11 @@ func check(ctx context.Context, o *options) error {
 		if err == nil {
 			return nil
 		}
+		// cert-manager's own reading of the error (CRDs missing, webhook
+		// not reachable, CA not injected yet, ...), then the raw error.
+		if simple := cmapichecker.TranslateToSimpleError(err); simple != nil {
+			err = fmt.Errorf("%w: %w", simple, err)
+		}
 		if o.Verbose {
 			fmt.Fprintf(os.Stderr, "Not ready: %v\n", err)
 		}
