@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -113,6 +114,23 @@ func (o *RenderOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.File, "f", "", "YAML file to render, or - for standard input (required)")
 	fs.StringVar(&o.ServicesFile, "services", "", "YAML file with Services used to derive DNS names (Services in the input are used too)")
 	fs.StringVar(&o.Namespace, "namespace", "default", "namespace of documents that name none")
+}
+
+// InjectorFor parses the injection flags that serve and render share and
+// builds the pipeline they describe, exactly as the binary would: tests use
+// it to run cases under the flags an admin would set.
+func InjectorFor(args []string) (*inject.Injector, error) {
+	var o InjectOptions
+	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o.Injector()
 }
 
 // Injector validates the options and builds the pipeline they describe.

@@ -1,0 +1,134 @@
+package inject_test
+
+import (
+	"bufio"
+	"flag"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mtls-demo/mtls-webhook/internal/cli"
+	"github.com/mtls-demo/mtls-webhook/internal/podcase"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the current output")
+
+// baseFlags are the webhook flags of every case; a case adds its own in a
+// "# flags:" comment line.
+var baseFlags = []string{"--default-issuer=default-ca"}
+
+// pipelineGolden is what the whole pipeline (parse, mutate, policy, the
+// driver's rules) makes of a case, as the webhook and render answer it, and
+// what the validating endpoint says about the pod that would be stored.
+type pipelineGolden struct {
+	Flags    []string    `json:"flags,omitempty"`
+	Warnings []string    `json:"warnings,omitempty"`
+	Errors   []string    `json:"errors,omitempty"`
+	Verify   []string    `json:"verify,omitempty"`
+	Pod      *corev1.Pod `json:"pod,omitempty"`
+}
+
+// caseFlags reads the "# flags:" line of a case file.
+func caseFlags(t *testing.T, file string) []string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "# flags:"); ok {
+			return strings.Fields(rest)
+		}
+	}
+	return nil
+}
+
+// TestPipelineGolden runs every case of testdata through the pipeline with
+// its flags. An injected pod must pass Verify once the API server has named
+// it (what the webhook writes, its validating endpoint accepts); for a pod
+// that is not injected, Verify's answer on the pod as sent is recorded, which
+// is how the forged-volume cases show their refusal.
+func TestPipelineGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, in := range inputs {
+		if strings.HasSuffix(in, ".golden.yaml") {
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
+		goldenFile := strings.TrimSuffix(in, ".yaml") + ".golden.yaml"
+		used[goldenFile] = true
+		t.Run(name, func(t *testing.T) {
+			pod, services, err := podcase.Load(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flags := caseFlags(t, in)
+			inj, err := cli.InjectorFor(append(append([]string{}, baseFlags...), flags...))
+			if err != nil {
+				t.Fatalf("flags %q: %v", flags, err)
+			}
+			out := inj.Inject(pod.DeepCopy(), services)
+			g := pipelineGolden{Flags: flags, Warnings: out.Warnings}
+			for _, e := range out.Errors {
+				g.Errors = append(g.Errors, e.Error())
+			}
+			if out.Injected {
+				g.Pod = out.Pod
+				stored := out.Pod.DeepCopy()
+				if stored.Name == "" {
+					stored.Name = stored.GenerateName + "b7x2q"
+				}
+				if errs := inj.Verify(stored); len(errs) > 0 {
+					t.Errorf("the validating endpoint refuses what the webhook wrote: %v", errs)
+				}
+				again := inj.Inject(out.Pod.DeepCopy(), services)
+				if diff := cmp.Diff(out.Pod, again.Pod); diff != "" || !again.Injected {
+					t.Errorf("a second run changed the pod (-first +second):\n%s%v", diff, again.Errors)
+				}
+			} else {
+				for _, e := range inj.Verify(pod.DeepCopy()) {
+					g.Verify = append(g.Verify, e.Error())
+				}
+			}
+			if !out.Injected && len(g.Errors) == 0 && len(g.Verify) == 0 {
+				t.Errorf("case %s is neither injected nor refused: it tests nothing", name)
+			}
+			got, err := yaml.Marshal(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				if err := os.WriteFile(goldenFile, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(goldenFile)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/inject -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("output differs from %s (-want +got); rerun with -update if the change is intended:\n%s", goldenFile, diff)
+			}
+		})
+	}
+	goldens, _ := filepath.Glob("testdata/*.golden.yaml")
+	sort.Strings(goldens)
+	for _, g := range goldens {
+		if !used[g] {
+			t.Errorf("%s has no input file: delete it or restore its input", g)
+		}
+	}
+}
