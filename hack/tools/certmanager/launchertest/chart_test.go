@@ -25,9 +25,9 @@ import (
 // the cert-manager module this module pins.
 const CertManagerVersion = "v1.19.2"
 
-// chartValues is the values file internal/addons installs the chart with.
-func chartValues() string {
-	return filepath.Join(repoRoot, "internal", "addons", "values", "cert-manager.yaml")
+// chartValues is a values file internal/addons installs a chart with.
+func chartValues(name string) string {
+	return filepath.Join(repoRoot, "internal", "addons", "values", name)
 }
 
 func helmBinary(t *testing.T) string {
@@ -42,14 +42,14 @@ func helmBinary(t *testing.T) string {
 	return h
 }
 
-// copyChart copies deploy/charts/cert-manager out of the module cache into
-// a temporary directory and writes the Chart.yaml the release tool would
-// (Chart.template.yaml with version and appVersion filled in), as
-// internal/addons does before installing it.
-func copyChart(t *testing.T) string {
+// copyChart copies a chart out of the module cache into a temporary
+// directory and writes the Chart.yaml its release would have (version and
+// appVersion filled in), as internal/addons does before installing it.
+// cert-manager ships Chart.template.yaml, the csi-driver a Chart.yaml; both
+// say v0.0.0.
+func copyChart(t *testing.T, src, version string) string {
 	t.Helper()
-	src := filepath.Join(cmDir, "deploy", "charts", "cert-manager")
-	dst := filepath.Join(t.TempDir(), "cert-manager")
+	dst := filepath.Join(t.TempDir(), filepath.Base(src))
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -68,16 +68,19 @@ func copyChart(t *testing.T) string {
 		t.Fatal(err)
 	}
 	tmpl, err := os.ReadFile(filepath.Join(src, "Chart.template.yaml"))
+	if os.IsNotExist(err) {
+		tmpl, err = os.ReadFile(filepath.Join(src, "Chart.yaml"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	chart := strings.NewReplacer(
-		"version: v0.0.0", "version: "+CertManagerVersion,
-		"appVersion: v0.0.0", "appVersion: "+CertManagerVersion,
+		"\nversion: v0.0.0", "\nversion: "+version,
+		"\nappVersion: v0.0.0", "\nappVersion: "+version,
 		"{{IS_PRERELEASE}}", "false",
 	).Replace(string(tmpl))
-	if strings.Contains(chart, "v0.0.0") {
-		t.Fatalf("Chart.template.yaml changed shape: %s", chart)
+	if strings.Contains(chart, "v0.0.0") || !strings.Contains(chart, "appVersion: "+version) {
+		t.Fatalf("%s: Chart.yaml changed shape: %s", src, chart)
 	}
 	if err := os.WriteFile(filepath.Join(dst, "Chart.yaml"), []byte(chart), 0o644); err != nil {
 		t.Fatal(err)
@@ -85,17 +88,25 @@ func copyChart(t *testing.T) string {
 	return dst
 }
 
-// Render runs `helm template cert-manager <chart> -n cert-manager` with the
-// installer's values file and extra --set expressions.
+// Render runs `helm template cert-manager <chart> -n cert-manager` on
+// cert-manager's chart with the installer's values file, local image
+// references and extra --set expressions.
 func Render(t *testing.T, set ...string) []*unstructured.Unstructured {
 	t.Helper()
-	args := []string{"template", "cert-manager", copyChart(t), "--namespace", "cert-manager",
-		"--kube-version", "1.37.0", "--values", chartValues(),
-		"--set", "image.repository=localhost/cert-manager-controller", "--set", "image.tag=" + CertManagerVersion,
-		"--set", "webhook.image.repository=localhost/cert-manager-webhook", "--set", "webhook.image.tag=" + CertManagerVersion,
-		"--set", "cainjector.image.repository=localhost/cert-manager-cainjector", "--set", "cainjector.image.tag=" + CertManagerVersion,
-		"--set", "startupapicheck.image.repository=localhost/cert-manager-startupapicheck", "--set", "startupapicheck.image.tag=" + CertManagerVersion,
+	chart := copyChart(t, filepath.Join(cmDir, "deploy", "charts", "cert-manager"), CertManagerVersion)
+	sets := []string{
+		"image.repository=localhost/cert-manager-controller", "image.tag=" + CertManagerVersion,
+		"webhook.image.repository=localhost/cert-manager-webhook", "webhook.image.tag=" + CertManagerVersion,
+		"cainjector.image.repository=localhost/cert-manager-cainjector", "cainjector.image.tag=" + CertManagerVersion,
+		"startupapicheck.image.repository=localhost/cert-manager-startupapicheck", "startupapicheck.image.tag=" + CertManagerVersion,
 	}
+	return renderChart(t, "cert-manager", chart, chartValues("cert-manager.yaml"), append(sets, set...))
+}
+
+func renderChart(t *testing.T, release, chart, values string, set []string) []*unstructured.Unstructured {
+	t.Helper()
+	args := []string{"template", release, chart, "--namespace", "cert-manager",
+		"--kube-version", "1.37.0", "--values", values}
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
@@ -157,11 +168,24 @@ type Container struct {
 // ContainerOf reads the first container of a rendered Deployment or Job.
 func ContainerOf(t *testing.T, o *unstructured.Unstructured) Container {
 	t.Helper()
+	return Containers(t, o)[0]
+}
+
+// Containers reads every container of a rendered workload.
+func Containers(t *testing.T, o *unstructured.Unstructured) []Container {
+	t.Helper()
 	cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
 	if len(cs) == 0 {
 		t.Fatalf("%s %s has no containers", o.GetKind(), o.GetName())
 	}
-	m := cs[0].(map[string]any)
+	var out []Container
+	for _, raw := range cs {
+		out = append(out, readContainer(raw.(map[string]any)))
+	}
+	return out
+}
+
+func readContainer(m map[string]any) Container {
 	c := Container{Ports: map[string]int64{}, Probe: map[string]struct{ Path, Port string }{}}
 	c.Name, _, _ = unstructured.NestedString(m, "name")
 	c.Image, _, _ = unstructured.NestedString(m, "image")
