@@ -133,12 +133,17 @@ func createNodeAndPods(ctx context.Context) error {
 		return err
 	}
 	for name, ip := range map[string]string{"server": serverIP, "client": clientIP, "rogue": rogueIP} {
+		c := corev1.Container{Name: "c", Image: "netpol-test.invalid/none"}
+		if name == "server" {
+			// Named as the demo chart's backend names its ports.
+			c.Ports = []corev1.ContainerPort{
+				{Name: "app", ContainerPort: allowedPort, Protocol: corev1.ProtocolTCP},
+				{Name: "ops", ContainerPort: otherPort, Protocol: corev1.ProtocolTCP},
+			}
+		}
 		pod, err := clientset.CoreV1().Pods(testNamespace).Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
-			Spec: corev1.PodSpec{
-				NodeName:   testNode,
-				Containers: []corev1.Container{{Name: "c", Image: "netpol-test.invalid/none"}},
-			},
+			Spec:       corev1.PodSpec{NodeName: testNode, Containers: []corev1.Container{c}},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return err
@@ -175,15 +180,41 @@ func allowClientPolicy(name string) *networkingv1.NetworkPolicy {
 	}
 }
 
+// demoBackendPolicy has the shape of helm/mtls-demo's backend policy: the
+// named port app only from app=client, the named port ops from anyone.
+func demoBackendPolicy(name string) *networkingv1.NetworkPolicy {
+	app, ops := intstr.FromString("app"), intstr.FromString("ops")
+	tcp := corev1.ProtocolTCP
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNamespace},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "server"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{
+				{
+					From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "client"}}}},
+					Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &app}},
+				},
+				{Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &ops}}},
+			},
+		},
+	}
+}
+
 func createPolicy(t *testing.T, name string) {
 	t.Helper()
+	createPolicyObject(t, allowClientPolicy(name))
+}
+
+func createPolicyObject(t *testing.T, np *networkingv1.NetworkPolicy) {
+	t.Helper()
 	ctx := context.Background()
-	if _, err := clientset.NetworkingV1().NetworkPolicies(testNamespace).Create(ctx, allowClientPolicy(name), metav1.CreateOptions{}); err != nil {
+	if _, err := clientset.NetworkingV1().NetworkPolicies(testNamespace).Create(ctx, np, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := clientset.NetworkingV1().NetworkPolicies(testNamespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("deleting NetworkPolicy %s: %v", name, err)
+		if err := clientset.NetworkingV1().NetworkPolicies(testNamespace).Delete(ctx, np.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("deleting NetworkPolicy %s: %v", np.Name, err)
 		}
 	})
 }
@@ -375,6 +406,56 @@ func TestCleanupAfterKill9(t *testing.T) {
 	}
 	if err := Cleanup(stateDir); err != nil {
 		t.Errorf("a second Cleanup (nothing recorded) = %v, want nil", err)
+	}
+}
+
+// TestNamedPortsLikeTheDemoChart: the demo chart's backend policy refers to
+// named container ports; the rogue is refused on "app" but reaches "ops",
+// which the policy opens to anyone, and the client reaches both.
+func TestNamedPortsLikeTheDemoChart(t *testing.T) {
+	pristine := snapshot(t)
+	t.Cleanup(func() {
+		if got := snapshot(t); got != pristine {
+			t.Errorf("the host differs from before the test after everything was removed:\n%s", diffLines(pristine, got))
+		}
+	})
+	pods := newPodNetwork(t)
+	pods.serve(t, allowedPort)
+	pods.serve(t, otherPort)
+	createPolicyObject(t, demoBackendPolicy("backend-like"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fw, err := Start(ctx, options(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := fw.Stop(); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	waitRefused(t, pods, 90*time.Second)
+
+	for _, c := range []struct {
+		ns   string
+		port int
+		ok   bool
+	}{
+		{pods.client, allowedPort, true},
+		{pods.client, otherPort, true},
+		{pods.rogue, allowedPort, false},
+		{pods.rogue, otherPort, true},
+	} {
+		got, err := pods.connect(c.ns, c.port)
+		switch {
+		case c.ok && (err != nil || got != greeting):
+			t.Errorf("%s -> server:%d = %q, %v; want the greeting", c.ns, c.port, got, err)
+		case !c.ok && !errors.Is(err, syscall.ECONNREFUSED):
+			t.Errorf("%s -> server:%d = %q, %v; want connection refused", c.ns, c.port, got, err)
+		default:
+			t.Logf("%s -> %s:%d: %q %v", c.ns, serverIP, c.port, got, err)
+		}
 	}
 }
 
