@@ -253,7 +253,7 @@ func (o *InjectOptions) flagsBehind(fieldPath string) string {
 func checkTrustDomain(td string) error {
 	ok := td != "" && len(td) <= 255
 	for _, r := range td {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '.' && r != '-' && r != '_' {
 			ok = false
 			break
 		}

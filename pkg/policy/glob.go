@@ -65,7 +65,7 @@ func matchSegment(p, s string) bool {
 	star, mark := -1, 0
 	for si < len(s) {
 		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]) && !(p[pi] == '*'):
+		case pi < len(p) && p[pi] != '*' && (p[pi] == '?' || p[pi] == s[si]):
 			pi++
 			si++
 		case pi < len(p) && p[pi] == '*':

@@ -172,7 +172,7 @@ func TestForgedCSIVolumesAreRefused(t *testing.T) {
 		eventually(t, 30*time.Second, "the API server to call verify.mtls.demo", func(ctx context.Context) error {
 			_, err := cs.CoreV1().Pods(ns).Create(ctx, withVolumes(pod("probe-forged", nil), forged("certs")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err == nil || !strings.Contains(err.Error(), `admission webhook "verify.mtls.demo" denied the request`) {
-				return fmt.Errorf("not refused by verify.mtls.demo yet: %v", err)
+				return notYet("not refused by verify.mtls.demo yet", err)
 			}
 			return nil
 		})
@@ -233,7 +233,7 @@ func TestForgedCSIVolumesAreRefused(t *testing.T) {
 		eventually(t, 30*time.Second, "the validating webhook's refusal", func(ctx context.Context) error {
 			_, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err == nil || !strings.Contains(err.Error(), `volumeAttributes[csi.cert-manager.io/issuer-kind]`) {
-				return fmt.Errorf("not refused on the issuer kind yet: %v", err)
+				return notYet("not refused on the issuer kind yet", err)
 			}
 			return nil
 		})
@@ -248,7 +248,7 @@ func TestForgedCSIVolumesAreRefused(t *testing.T) {
 		eventually(t, 30*time.Second, "the CEL guard", func(ctx context.Context) error {
 			_, err := cs.CoreV1().Pods(ns).Create(ctx, withVolumes(pod("plain", nil), forged("certs")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err == nil || !strings.Contains(err.Error(), "csi-guard") {
-				return fmt.Errorf("not refused by the guard yet: %v", err)
+				return notYet("not refused by the guard yet", err)
 			}
 			return nil
 		})
@@ -268,7 +268,7 @@ func TestForgedCSIVolumesAreRefused(t *testing.T) {
 		eventually(t, 30*time.Second, "the unreachable validating webhook", func(ctx context.Context) error {
 			_, err := cs.CoreV1().Pods(ns).Create(ctx, looksInjected, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err == nil || !strings.Contains(err.Error(), `failed calling webhook "verify.mtls.demo"`) {
-				return fmt.Errorf("not failing closed yet: %v", err)
+				return notYet("not failing closed yet", err)
 			}
 			return nil
 		})
@@ -302,4 +302,12 @@ func TestForgedCSIVolumesAreRefused(t *testing.T) {
 			}
 		}
 	})
+}
+
+// notYet is eventually's error for a refusal that has not come (yet).
+func notYet(what string, err error) error {
+	if err == nil {
+		return fmt.Errorf("%s: the pod was admitted", what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
