@@ -20,8 +20,9 @@ test-unit: ## Unit, golden and fuzz-seed tests of the webhook packages (race det
 	$(GO) test -race -count=1 -run '^Test' ./test/load  # the load generator's own tests; its benchmark runs in make bench
 
 .PHONY: fuzz
-fuzz: ## Fuzz the annotation parser, the admission handler and its HTTP server for FUZZTIME each (default 60s).
+fuzz: ## Fuzz the annotation parser (and its length bombs), the admission handler and its HTTP server for FUZZTIME each (default 60s).
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/annotations
+	$(GO) test -run '^$$' -fuzz '^FuzzParseLengthBombs$$' -fuzztime $(FUZZTIME) ./pkg/annotations
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./pkg/webhook
 	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) ./pkg/webhook
 
