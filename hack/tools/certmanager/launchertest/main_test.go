@@ -114,8 +114,7 @@ func StartEnv(t *testing.T) *Env {
 		CRDDirectoryPaths:     []string{filepath.Join(cmDir, "deploy", "crds")},
 		ErrorIfCRDPathMissing: true,
 	}
-	cfg, err := env.Start()
-	if err != nil {
+	if _, err := env.Start(); err != nil {
 		t.Fatalf("starting envtest (KUBEBUILDER_ASSETS=%s; `make k8s-bins` builds them): %v", os.Getenv("KUBEBUILDER_ASSETS"), err)
 	}
 	t.Cleanup(func() {
@@ -142,7 +141,7 @@ func StartEnv(t *testing.T) *Env {
 		}
 	}
 	// The test acts as this user too, so that who asked for what is known.
-	cfg = user.Config()
+	cfg := user.Config()
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
