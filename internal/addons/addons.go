@@ -76,6 +76,10 @@ type Options struct {
 	Output io.Writer
 	// Go is the go command used to locate the module zips (default "go").
 	Go string
+	// ModuleRoot is a directory inside this repository's main module, whose
+	// go.mod and go.sum pin and verify the charts' modules (default: the
+	// working directory).
+	ModuleRoot string
 }
 
 // InstallCertManager installs or upgrades cert-manager's chart as release
@@ -116,7 +120,7 @@ func CertManagerArgs(ctx context.Context, kubeconfig string, o Options) ([]strin
 	if err != nil {
 		return nil, nil, err
 	}
-	dir, cleanup, err := PrepareChart(ctx, o.goCmd(), CertManagerModule, CertManagerVersion, CertManagerChart)
+	dir, cleanup, err := PrepareChart(ctx, o.goCmd(), o.ModuleRoot, CertManagerModule, CertManagerVersion, CertManagerChart)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -142,7 +146,7 @@ func CSIDriverArgs(ctx context.Context, kubeconfig string, o Options) ([]string,
 		return nil, nil, err
 	}
 	sets = append(sets, "app.kubeletRootDir="+o.KubeletRootDir)
-	dir, cleanup, err := PrepareChart(ctx, o.goCmd(), CSIDriverModule, CSIDriverVersion, CSIDriverChart)
+	dir, cleanup, err := PrepareChart(ctx, o.goCmd(), o.ModuleRoot, CSIDriverModule, CSIDriverVersion, CSIDriverChart)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,33 +232,58 @@ func writeValues(chartDir, name string) (string, error) {
 // or "csi-driver.yaml").
 func Values(name string) ([]byte, error) { return valuesFS.ReadFile("values/" + name) }
 
-// ModuleDir returns the module cache directory of module@version,
-// downloading the zip if it is not there yet (`go mod download -json`).
-func ModuleDir(ctx context.Context, goCmd, module, version string) (string, error) {
-	cmd := exec.CommandContext(ctx, goCmd, "mod", "download", "-json", module+"@"+version)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go mod download %s@%s: %w: %s%s", module, version, err, stderr.String(), stdout.String())
+// ModuleDir returns the module cache directory of module, which the main
+// module (the one holding dir; "" is the working directory) must require at
+// exactly version. It asks the main module rather than the module proxy:
+// the checksum database has no entries for the csi-driver, so only the
+// hashes in go.sum verify it. A module not extracted yet is downloaded
+// (`go mod download`, verified against go.sum).
+func ModuleDir(ctx context.Context, goCmd, dir, module, version string) (string, error) {
+	var info struct{ Path, Version, Dir, Error string }
+	for attempt := 0; ; attempt++ {
+		out, err := goJSON(ctx, goCmd, dir, "list", "-m", "-json", module)
+		if err != nil {
+			return "", fmt.Errorf("%w (run inside the repository, whose go.mod pins %s)", err, module)
+		}
+		if err := json.Unmarshal(out, &info); err != nil {
+			return "", fmt.Errorf("go list -m %s: %w", module, err)
+		}
+		if info.Version != version {
+			return "", fmt.Errorf("go.mod pins %s %s, the installer expects %s", module, info.Version, version)
+		}
+		if info.Dir != "" || attempt > 0 {
+			break
+		}
+		if _, err := goJSON(ctx, goCmd, dir, "mod", "download", "-json", module); err != nil {
+			return "", err
+		}
 	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil {
-		return "", fmt.Errorf("go mod download %s@%s: %w", module, version, err)
-	}
-	if info.Error != "" || info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s@%s: %q", module, version, info.Error)
+	if info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: the module is still not in the module cache", module)
 	}
 	return info.Dir, nil
 }
 
-// PrepareChart copies a chart out of a module zip into a new temporary
+func goJSON(ctx context.Context, goCmd, dir string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, goCmd, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("go %s: %w: %s%s", strings.Join(args, " "), err, stderr.String(), stdout.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// PrepareChart copies a chart out of a module zip (see ModuleDir for
+// moduleRoot) into a new temporary
 // directory and gives it the Chart.yaml of that release: cert-manager's
 // Chart.template.yaml (version v0.0.0, "{{IS_PRERELEASE}}") or the
 // csi-driver's Chart.yaml (version v0.0.0), with version and appVersion set
 // to the module version. It returns the chart directory and a function that
 // removes the copy.
-func PrepareChart(ctx context.Context, goCmd, module, version, chartPath string) (string, func(), error) {
-	modDir, err := ModuleDir(ctx, goCmd, module, version)
+func PrepareChart(ctx context.Context, goCmd, moduleRoot, module, version, chartPath string) (string, func(), error) {
+	modDir, err := ModuleDir(ctx, goCmd, moduleRoot, module, version)
 	if err != nil {
 		return "", nil, err
 	}

@@ -35,7 +35,7 @@ func TestPrepareChart(t *testing.T) {
 		{CertManagerModule, CertManagerVersion, CertManagerChart, "cert-manager"},
 		{CSIDriverModule, CSIDriverVersion, CSIDriverChart, "cert-manager-csi-driver"},
 	} {
-		dir, cleanup, err := PrepareChart(ctx, "go", c.module, c.version, c.chart)
+		dir, cleanup, err := PrepareChart(ctx, "go", "", c.module, c.version, c.chart)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +54,7 @@ func TestPrepareChart(t *testing.T) {
 			t.Errorf("%s: Chart.yaml keeps a release-tool placeholder:\n%s", c.chart, data)
 		}
 		// The rest is the module's chart, byte for byte, and writable.
-		modDir, err := ModuleDir(ctx, "go", c.module, c.version)
+		modDir, err := ModuleDir(ctx, "go", "", c.module, c.version)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,5 +215,18 @@ func TestSplitRef(t *testing.T) {
 		if _, _, err := SplitRef(bad); err == nil {
 			t.Errorf("SplitRef(%q) accepted", bad)
 		}
+	}
+}
+
+// Outside the main module the csi-driver cannot be verified (no checksum
+// database entry): ModuleDir must say so, not fall back to the proxy.
+func TestModuleDirNeedsTheMainModule(t *testing.T) {
+	if _, err := ModuleDir(context.Background(), "go", t.TempDir(), CSIDriverModule, CSIDriverVersion); err == nil ||
+		!strings.Contains(err.Error(), "run inside the repository") {
+		t.Errorf("outside the module: %v", err)
+	}
+	if _, err := ModuleDir(context.Background(), "go", "", CertManagerModule, "v1.18.0"); err == nil ||
+		!strings.Contains(err.Error(), "go.mod pins "+CertManagerModule+" "+CertManagerVersion) {
+		t.Errorf("a version other than go.mod's: %v", err)
 	}
 }
