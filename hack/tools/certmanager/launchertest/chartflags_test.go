@@ -164,6 +164,14 @@ func TestChartArgumentsAccepted(t *testing.T) {
 		t.Errorf("webhook: chart's https port %d, launcher says:\n%s", webhook.Ports["https"], out)
 	}
 
+	// With no arguments the launcher reports upstream's defaults; the
+	// solver image's tag is the linked cert-manager module's version.
+	bare, err := exec.Command(Binary("controller"), "--validate-flags").CombinedOutput()
+	if err != nil || !strings.Contains(string(bare), "acme-http01-solver-image=quay.io/jetstack/cert-manager-acmesolver:"+CertManagerVersion+"\n") ||
+		!strings.Contains(string(bare), "cluster-resource-namespace=kube-system\n") {
+		t.Errorf("controller defaults: %v\n%s", err, bare)
+	}
+
 	// And a flag no cert-manager binary has is refused, so the checks above
 	// can fail.
 	cmd := exec.Command(Binary("controller"), "--no-such-flag", "--validate-flags")
