@@ -59,15 +59,14 @@ var nodeCgroups = []string{"kubepods", "k8s.io"}
 var nodeNFTables = []string{"inet " + nftTable, "ip kube-proxy", "ip6 kube-proxy"}
 
 // hostPaths are the host paths a node writes to even with every directory
-// it can be given pointed into the state directory: the kubelet's
-// container log links, its device-plugin socket (a fixed path), libcni's
-// result cache and mount(8)'s utab. Those that did not exist before are
-// removed whole; in those that did, only the cluster's entries. The rest
-// are here in case a default ever wins over the configuration.
-var hostPaths = []string{
-	"/var/log/containers", "/var/lib/kubelet", "/var/lib/cni", "/run/mount",
-	"/run/containerd", "/var/run/netns", "/opt/containerd", "/var/log/pods",
-}
+// it can be given pointed into the state directory (measured with
+// SnapshotHost): the kubelet's container log links and its device-plugin
+// socket (fixed paths), libcni's result cache and mount(8)'s utab. Those
+// that did not exist before are removed whole; in those that did, only the
+// cluster's entries. Paths the configuration keeps in the state directory
+// (/run/containerd, /var/run/netns, /opt/containerd, /var/log/pods) are not
+// listed: another containerd on the machine may own them.
+var hostPaths = []string{"/var/log/containers", "/var/lib/kubelet", "/var/lib/cni", "/run/mount"}
 
 // kubeletIPTablesChains are the chains kubelets add (in v4 and v6) when
 // makeIPTablesUtilChains is on; this cluster turns it off, and removes
