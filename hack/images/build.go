@@ -191,6 +191,9 @@ func (b *builder) goBuild(ctx context.Context, s images.Spec, bin images.Binary,
 	if bin.VersionVar != "" {
 		ldflags += " -X " + bin.VersionVar + "=" + s.Version
 	}
+	for _, st := range bin.Stamps {
+		ldflags += " -X " + st
+	}
 	// -buildvcs=false: like the Docker build (.dockerignore leaves .git
 	// out), and the binary does not change with every commit.
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out, bin.Package}

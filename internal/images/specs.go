@@ -78,6 +78,8 @@ type Binary struct {
 	// VersionVar, when set, is stamped with the spec's Version through
 	// -ldflags "-X <VersionVar>=<Version>".
 	VersionVar string `json:"versionVar,omitempty"`
+	// Stamps are further -X name=value pairs (no spaces).
+	Stamps []string `json:"stamps,omitempty"`
 	// Links are further absolute paths in the image that are symbolic links
 	// to Path (a busybox-style binary answering to several names).
 	Links []string `json:"links,omitempty"`
@@ -200,7 +202,10 @@ func Specs(o Options) []Spec {
 	csiDriver := local(CSIDriver, "v0.12.0", "v0.12.0", "https://github.com/cert-manager/csi-driver",
 		[]Binary{
 			{Module: "hack/tools/csidriver", Package: "github.com/cert-manager/csi-driver/cmd", Path: "/ko-app/cmd",
-				VersionVar: "github.com/cert-manager/csi-driver/internal/version.AppVersion"},
+				VersionVar: "github.com/cert-manager/csi-driver/internal/version.AppVersion",
+				// The driver warns unless both are set; a module zip has no
+				// commit, so the version names it.
+				Stamps: []string{"github.com/cert-manager/csi-driver/internal/version.GitCommit=v0.12.0"}},
 			{Module: sidecars, Package: "./cmd/mount", Path: "/bin/mount", Links: []string{"/bin/umount"}},
 		},
 		[]string{"/ko-app/cmd"}, Root)
