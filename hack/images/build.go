@@ -18,14 +18,13 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/mtls-demo/mtls-webhook/internal/images"
 )
 
 // builderVersion is part of every fingerprint: bump it when the way images
 // are assembled changes, so a warm `make images` rebuilds them all.
-const builderVersion = "hack/images/1"
+const builderVersion = "hack/images/2"
 
 // goEnv is the environment of every go list / go build: static linux/amd64
 // binaries, each module on its own go.mod (no go.work).
@@ -132,7 +131,7 @@ func (b *builder) Build(ctx context.Context, s images.Spec, force bool) (result,
 	}
 	final := filepath.Join(b.out, s.Name+".tar")
 	tmp := final + ".tmp"
-	if err := tarball.WriteToFile(tmp, ref, img); err != nil {
+	if err := writeArchive(tmp, ref, img); err != nil {
 		return result{}, fmt.Errorf("writing %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -169,9 +168,11 @@ func specOf(img images.Image) (string, bool) {
 	return spec, ok
 }
 
+// specHash covers the spec and the builder version: with both unchanged,
+// the same binaries make the same image.
 func specHash(s images.Spec) string {
 	data, _ := json.Marshal(s)
-	sum := sha256.Sum256(data)
+	sum := sha256.Sum256(append([]byte(builderVersion+"\n"), data...))
 	return hex.EncodeToString(sum[:8])
 }
 

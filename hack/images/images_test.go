@@ -6,6 +6,7 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -44,7 +45,7 @@ func layerFiles(t *testing.T, img v1.Image) (map[string]*tar.Header, map[string]
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -115,6 +116,7 @@ func TestWebhookImage(t *testing.T) {
 	if c, err := img.ConfigName(); err != nil || c.String() != entry.ConfigDigest {
 		t.Errorf("config digest read back %v (%v), index says %s", c, err, entry.ConfigDigest)
 	}
+	checkOCILayout(t, entry)
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +207,69 @@ func TestWebhookImage(t *testing.T) {
 	spec.Version = testVersion + ".1"
 	if fp1, fp2 := mustFingerprint(t, b, spec), entry.Inputs; fp1 == fp2 {
 		t.Error("the fingerprint does not change with the version")
+	}
+}
+
+// checkOCILayout reads the archive's OCI side (what containerd imports):
+// index.json names the reference and points at the manifest the index
+// recorded, and every blob the manifest lists is in the archive.
+func checkOCILayout(t *testing.T, entry images.Image) {
+	t.Helper()
+	f, err := os.Open(entry.Tarball)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = b
+	}
+	if _, ok := files["oci-layout"]; !ok {
+		t.Fatal("no oci-layout in the archive")
+	}
+	var index v1.IndexManifest
+	if err := json.Unmarshal(files["index.json"], &index); err != nil {
+		t.Fatalf("index.json: %v", err)
+	}
+	if len(index.Manifests) != 1 {
+		t.Fatalf("index.json lists %d manifests, want 1", len(index.Manifests))
+	}
+	d := index.Manifests[0]
+	if d.Digest.String() != entry.Digest || d.Annotations["io.containerd.image.name"] != entry.Ref {
+		t.Errorf("index.json: %s named %q, want %s named %s", d.Digest, d.Annotations["io.containerd.image.name"], entry.Digest, entry.Ref)
+	}
+	blob := func(h v1.Hash) []byte { return files["blobs/"+h.Algorithm+"/"+h.Hex] }
+	manifest := blob(d.Digest)
+	if int64(len(manifest)) != d.Size {
+		t.Fatalf("manifest blob: %d bytes, index.json says %d", len(manifest), d.Size)
+	}
+	if h, _, _ := v1.SHA256(bytes.NewReader(manifest)); h != d.Digest {
+		t.Fatalf("manifest blob hashes to %s, want %s", h, d.Digest)
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Config.Digest.String() != entry.ConfigDigest {
+		t.Errorf("manifest config %s, index says %s", m.Config.Digest, entry.ConfigDigest)
+	}
+	for _, desc := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		b := blob(desc.Digest)
+		if h, _, _ := v1.SHA256(bytes.NewReader(b)); h != desc.Digest || int64(len(b)) != desc.Size {
+			t.Errorf("blob %s: missing or wrong (%d bytes, hash %s)", desc.Digest, len(b), h)
+		}
 	}
 }
 

@@ -27,10 +27,13 @@ type Image struct {
 	// Tarball is the docker-archive file. In index.json it is relative to
 	// the index's directory; Load makes it absolute.
 	Tarball string `json:"tarball"`
-	// Digest is the image's manifest digest (sha256:...), what the runtime
-	// reports as the image ID's repo digest once imported.
+	// Digest is the image's manifest digest (sha256:...). The tarball is
+	// also an OCI layout, so containerd keeps this manifest on import
+	// (checked with ctr import and kind's exact import command): it is the
+	// digest `ctr images ls` shows and the repo digest the CRI reports.
 	Digest string `json:"digest"`
-	// ConfigDigest is the image ID (the config blob's digest).
+	// ConfigDigest is the image ID (the config blob's digest), what
+	// `crictl images` lists as IMAGE ID.
 	ConfigDigest string `json:"configDigest"`
 	// Size is the tarball's size in bytes.
 	Size int64 `json:"size"`
