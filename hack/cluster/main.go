@@ -52,7 +52,7 @@ func run(cmd, binDir, stateDir string, images []string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Stop()
+	defer func() { _ = c.Stop() }() // also on a panic; Stop runs once
 	fmt.Printf("cluster ready (%s)\n  export KUBECONFIG=%s\n  logs: %s\nCtrl-C stops it and restores the host.\n",
 		c.Timings(), c.Kubeconfig(), filepath.Join(c.StateDir(), "logs"))
 	<-ctx.Done()

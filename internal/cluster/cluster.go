@@ -373,7 +373,7 @@ func (c *Cluster) poll(ctx context.Context, what string, cond func(context.Conte
 	})
 	if err != nil {
 		if last != nil {
-			return fmt.Errorf("waiting for %s: %w (last: %v)", what, err, last)
+			return fmt.Errorf("waiting for %s: %w (last: %w)", what, err, last)
 		}
 		return fmt.Errorf("waiting for %s: %w", what, err)
 	}
@@ -517,7 +517,7 @@ func (c *Cluster) start(ctx context.Context, t0 time.Time) error {
 		}
 		for _, cond := range n.Status.Conditions {
 			if cond.Type == corev1.NodeReady {
-				return cond.Status == corev1.ConditionTrue, fmt.Errorf("Ready=%s: %s", cond.Status, cond.Message)
+				return cond.Status == corev1.ConditionTrue, fmt.Errorf("node condition Ready=%s: %s", cond.Status, cond.Message)
 			}
 		}
 		return false, nil

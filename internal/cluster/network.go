@@ -249,7 +249,7 @@ type machineLock struct{ l net.Listener }
 func lockMachine() (*machineLock, error) {
 	l, err := net.Listen("unix", "@mtls-webhook-local-cluster")
 	if err != nil {
-		return nil, fmt.Errorf("%w (the lock @mtls-webhook-local-cluster is held): %v", errLocked, err)
+		return nil, fmt.Errorf("%w (the lock @mtls-webhook-local-cluster is held): %w", errLocked, err)
 	}
 	return &machineLock{l: l}, nil
 }
