@@ -125,6 +125,7 @@ func run() error {
 		}
 		log.Printf("%-30s %-50s %7.1f MB  %s", s.Name, res.Image.Ref, float64(res.Image.Size)/1e6, res.How)
 	}
+	_ = os.Remove(filepath.Join(*out, ".build")) // only when empty: a failed build's files stay for a look
 	log.Printf("%d images in %s, index %s", len(specs)-len(failed), time.Since(start).Round(100*time.Millisecond),
 		filepath.Join(*out, images.IndexFile))
 	if len(failed) > 0 {
