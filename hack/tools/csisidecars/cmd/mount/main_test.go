@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,16 +55,30 @@ func TestParseMountUtilsCommandLines(t *testing.T) {
 
 const childEnv = "MOUNT_HELPER_CHILD_DIR"
 
+// TestMain doubles as the child of TestMountsInAPrivateNamespace: with
+// childEnv set, it mounts for real and exits instead of running tests.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(childEnv); dir != "" {
+		if err := mountChild(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		fmt.Println("child: mounts OK")
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 // TestMountsInAPrivateNamespace re-runs this test binary in a mount
 // namespace of its own (Go makes its propagation private, so nothing
 // reaches the host) where the child mounts for real.
 func TestMountsInAPrivateNamespace(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMountChild$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestMountChild") {
+	if err != nil || !strings.Contains(string(out), "child: mounts OK") {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 	// Nothing leaked into this namespace.
@@ -76,48 +91,46 @@ func TestMountsInAPrivateNamespace(t *testing.T) {
 	}
 }
 
-func TestMountChild(t *testing.T) {
-	dir := os.Getenv(childEnv)
-	if dir == "" {
-		return // only meaningful as the child of TestMountsInAPrivateNamespace
-	}
+// mountChild does what csi-lib makes mount-utils exec: a tmpfs, a
+// read-only bind mount of it (in mount-utils' two calls), umounts, and the
+// "not mounted" probe.
+func mountChild(dir string) error {
 	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
 	for _, d := range []string{src, dst} {
 		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	// umount of a plain directory: mount-utils' "safe not mounted" probe.
 	err := umount([]string{src})
 	var ec exitCode
 	if !errors.As(err, &ec) || ec.code != 32 || !strings.Contains(ec.msg, "not mounted") {
-		t.Fatalf("umount of a plain directory = %v, want exit 32 \"not mounted\"", err)
+		return fmt.Errorf("umount of a plain directory = %w, want exit 32 \"not mounted\"", err)
 	}
 	if err := mount([]string{"-t", "tmpfs", "-o", "size=1m", "tmpfs", src}); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(src, "tls.crt"), []byte("cert"), 0o600); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	// The two calls mount-utils makes for Mount(src, dst, "", {"bind","ro"}).
 	if err := mount([]string{"-o", "bind", src, dst}); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := mount([]string{"-o", "bind,remount,ro", src, dst}); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if data, err := os.ReadFile(filepath.Join(dst, "tls.crt")); err != nil || string(data) != "cert" {
-		t.Fatalf("read through the bind mount: %q, %v", data, err)
+		return fmt.Errorf("read through the bind mount: %q, %w", data, err)
 	}
 	if err := os.WriteFile(filepath.Join(dst, "x"), nil, 0o600); !errors.Is(err, syscall.EROFS) {
-		t.Fatalf("write to the read-only bind mount: %v, want EROFS", err)
+		return fmt.Errorf("write to the read-only bind mount: %w, want EROFS", err)
 	}
 	for _, d := range []string{dst, src} {
 		if err := umount([]string{d}); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	if _, err := os.Stat(filepath.Join(src, "tls.crt")); !os.IsNotExist(err) {
-		t.Fatalf("tmpfs content still there after umount: %v", err)
+		return fmt.Errorf("tmpfs content still there after umount: %w", err)
 	}
+	return nil
 }
