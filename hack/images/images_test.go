@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -430,6 +431,9 @@ func parseDockerfile(t *testing.T, path string, args map[string]string) dockerfi
 func numericUser(t *testing.T, user string) string {
 	t.Helper()
 	lookup := func(table, name string) string {
+		if _, err := strconv.Atoi(name); err == nil {
+			return name // numeric IDs need no entry
+		}
 		for _, l := range strings.Split(table, "\n") {
 			f := strings.Split(l, ":")
 			if len(f) >= 3 && (f[0] == name || f[2] == name) {
