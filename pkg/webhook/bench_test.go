@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -102,4 +103,47 @@ func BenchmarkHandleVsFloor(b *testing.B) {
 	b.ReportMetric(float64(floor.Nanoseconds())/float64(b.N), "floor-ns/op")
 	b.ReportMetric(float64(handle.Nanoseconds())/float64(b.N), "handle-ns/op")
 	b.ReportMetric(float64(handle)/float64(floor), "handle/floor")
+}
+
+// BenchmarkVerifyVsFloor is the validating endpoint's decision on the pod the
+// mutating one produced (named, as the API server sends it), against the
+// same decode+encode floor: what /validate-pods adds to every injected pod.
+func BenchmarkVerifyVsFloor(b *testing.B) {
+	raw := peerPod(b)
+	h := &Handler{Injector: testInjector(b)}
+	resp := h.Handle(context.Background(), request(raw, "prod"))
+	if err := resp.Complete(request(raw, "prod")); err != nil || len(resp.Patch) == 0 {
+		b.Fatal("no patch", err)
+	}
+	patch, err := jsonpatch.DecodePatch(resp.Patch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stored, err := patch.Apply(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := request(stored, "prod")
+	v := Verifier{h}
+	var floor, verify time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		var pod corev1.Pod
+		if err := json.Unmarshal(raw, &pod); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(&pod); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if r := v.Handle(context.Background(), req); !r.Allowed {
+			b.Fatal(r.Result)
+		}
+		t2 := time.Now()
+		floor += t1.Sub(t0)
+		verify += t2.Sub(t1)
+	}
+	b.ReportMetric(float64(floor.Nanoseconds())/float64(b.N), "floor-ns/op")
+	b.ReportMetric(float64(verify.Nanoseconds())/float64(b.N), "verify-ns/op")
+	b.ReportMetric(float64(verify)/float64(floor), "verify/floor")
 }
