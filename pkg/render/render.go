@@ -149,6 +149,14 @@ func injectDocument(d document, path []string, services []corev1.Service, o Opti
 		errs = append(errs, e.Error())
 	}
 	if !outcome.Injected {
+		if len(errs) == 0 {
+			// Not opted in: the pod goes on as written, so the cluster's
+			// validating step decides: a csi.cert-manager.io volume of its
+			// own is refused, as /validate-pods would.
+			for _, e := range o.Injector.Verify(pod) {
+				errs = append(errs, e.Error())
+			}
+		}
 		return nil, false, outcome.Warnings, errs, nil
 	}
 

@@ -145,6 +145,31 @@ spec:
 	}
 }
 
+// A workload that never opted in but carries a csi.cert-manager.io volume of
+// its own is refused, as the cluster's validating step refuses it.
+func TestRenderRefusesAHandWrittenDriverVolume(t *testing.T) {
+	in := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    spec:
+      volumes:
+      - name: certs
+        csi: {driver: csi.cert-manager.io, volumeAttributes: {csi.cert-manager.io/uri-sans: "spiffe://cluster.local/ns/bank/sa/x"}}
+      containers: [{name: web, image: web:1}]
+`
+	var out bytes.Buffer
+	res, err := Render(strings.NewReader(in), &out, Options{Injector: testInjector(t), Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 || len(res.Errors) != 1 ||
+		!strings.HasPrefix(res.Errors[0], "Deployment shop/web (document 1): spec.volumes[0].csi.driver: Forbidden: volume certs: only mtls-webhook may add") {
+		t.Errorf("output %q, errors %v", out.String(), res.Errors)
+	}
+}
+
 func TestRenderReportsBrokenYAML(t *testing.T) {
 	_, err := Render(strings.NewReader("kind: Pod\nmetadata: [oops\n"), &bytes.Buffer{}, Options{Injector: testInjector(t)})
 	if err == nil || !strings.Contains(err.Error(), "document 1") {
