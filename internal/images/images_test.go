@@ -18,6 +18,7 @@ func TestSpecsReferences(t *testing.T) {
 		DemoBackend:                "ghcr.io/mtls-demo/demo-backend:0.1.0",
 		DemoFrontend:               "ghcr.io/mtls-demo/demo-frontend:0.1.0",
 		DemoClient:                 "ghcr.io/mtls-demo/demo-client:0.1.0",
+		E2EToolbox:                 "ghcr.io/mtls-demo/e2e-toolbox:0.1.0",
 		CertManagerController:      "localhost/cert-manager-controller:v1.19.2",
 		CertManagerCAInjector:      "localhost/cert-manager-cainjector:v1.19.2",
 		CertManagerWebhook:         "localhost/cert-manager-webhook:v1.19.2",

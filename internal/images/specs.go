@@ -26,6 +26,9 @@ const (
 	DemoBackend  = "demo-backend"
 	DemoFrontend = "demo-frontend"
 	DemoClient   = "demo-client"
+	// E2EToolbox is the e2e suite's own tool image (test/toolbox): fetch
+	// instead of curl, capture instead of tcpdump and tshark.
+	E2EToolbox = "e2e-toolbox"
 
 	CertManagerController      = "cert-manager-controller"
 	CertManagerCAInjector      = "cert-manager-cainjector"
@@ -236,6 +239,8 @@ func Specs(o Options) []Spec {
 		project(DemoBackend, "./demo-apps/backend", "/app", "mtls-demo-backend", "", nil, "8080/tcp"),
 		project(DemoFrontend, "./demo-apps/frontend", "/app", "mtls-demo-frontend", "", nil, "8080/tcp"),
 		project(DemoClient, "./demo-apps/client", "/app", "mtls-demo-client", "", nil, "8080/tcp"),
+		project(E2EToolbox, "./test/toolbox", "/toolbox", "mtls-e2e-toolbox",
+			"The e2e suite's requests (fetch) and packet capture (capture)", nil),
 		certManager(CertManagerController, "controller"),
 		certManager(CertManagerCAInjector, "cainjector"),
 		certManager(CertManagerWebhook, "webhook"),

@@ -37,7 +37,14 @@ import (
 	"github.com/mtls-demo/mtls-webhook/internal/podnet"
 )
 
+// version is stamped by the image builder (-X main.version).
+var version = "dev"
+
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "version" {
+		fmt.Println("toolbox", version)
+		return
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: toolbox fetch|capture [flags]")
 		os.Exit(2)
