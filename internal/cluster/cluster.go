@@ -291,12 +291,17 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
+// Done is closed once the cluster has stopped and the host is restored
+// (after Stop, or after the context given to Start was cancelled).
+func (c *Cluster) Done() <-chan struct{} { return c.stopped }
+
 // Stop stops every process of the cluster and its containers, and
 // restores the host (Cleanup). It may be called more than once and from
 // any goroutine; every call returns the first call's result.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		defer close(c.stopped)
+		t0 := time.Now()
 		c.logf("stopping")
 		// Reverse start order: kube-proxy and the kubelet before the
 		// control plane, so nothing restarts containers while they go.
@@ -321,9 +326,23 @@ func (c *Cluster) Stop() error {
 			}
 		}
 		_ = c.lock.Close()
-		c.logf("stopped; host restored (err=%v)", c.stopErr)
+		if c.stopErr != nil {
+			c.logf("stopped in %s; restoring the host failed: %v", time.Since(t0).Round(time.Millisecond), c.stopErr)
+		} else {
+			c.logf("stopped in %s; host restored", time.Since(t0).Round(time.Millisecond))
+		}
 	})
 	return c.stopErr
+}
+
+// StartProcess runs another host process as part of the cluster (a
+// NetworkPolicy agent, say): like the cluster's own components it gets bin/
+// first in its PATH, its output in StateDir/logs/<name>.log, its PID in the
+// host record, and it is stopped (SIGTERM, then SIGKILL after 10 s) by
+// Stop before the node, or killed by the next Cleanup after a kill -9.
+// Start fails if it exits while Start waits for the node.
+func (c *Cluster) StartProcess(name, binary string, args ...string) error {
+	return c.startProcess(name, binary, args...)
 }
 
 // startProcess starts one component with bin/ first in its PATH (containerd

@@ -163,6 +163,10 @@ func TestCluster(t *testing.T) {
 			t.Errorf("container root is %q, want overlay", root)
 		}
 		t.Logf("container process %d: pid namespace %s (host %s), root %s", pid, podNS, hostNS, root)
+		// exec goes API server -> kubelet (client certificate) -> CRI streaming.
+		if out := kubectl(t, c, "exec", web.Name, "--", "/probe", "get", "http://127.0.0.1:8080/"); !strings.Contains(out, "hello from "+web.Name) {
+			t.Errorf("kubectl exec: %q", out)
+		}
 		if !strings.HasPrefix(web.Status.PodIP, "198.18.") {
 			t.Errorf("pod IP %s not in %s", web.Status.PodIP, PodCIDR)
 		}
@@ -303,6 +307,44 @@ func TestRestoreAfterKill9(t *testing.T) {
 	}
 	if d := snapshot(t).Diff(before); d != "" {
 		t.Errorf("host not restored after kill -9, Start and Stop:\n%s", d)
+	}
+}
+
+// TestRestoreOnFailureAndCancel checks the two other ways a cluster ends:
+// a Start that fails half-way (an image that was never built) restores the
+// host before it returns, and cancelling Start's context (Ctrl-C in
+// hack/cluster and the demo) stops the cluster and restores the host.
+func TestRestoreOnFailureAndCancel(t *testing.T) {
+	before := snapshot(t)
+	startImages, _ := testImages(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+
+	_, err := Start(ctx, Options{BinDir: repoBin(t), StateDir: testStateDir(t), Images: startImages, Log: testLog{t},
+		CoreDNSImage: "localhost/never-built:0"})
+	if err == nil || !strings.Contains(err.Error(), "make images") {
+		t.Fatalf("Start with an image that is not there: %v, want an error naming make images", err)
+	}
+	if d := snapshot(t).Diff(before); d != "" {
+		t.Errorf("host not restored after a failed Start:\n%s", d)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	c, err := Start(runCtx, Options{BinDir: repoBin(t), StateDir: testStateDir(t), Images: startImages, Log: testLog{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	select {
+	case <-c.Done():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the cluster did not stop within 2 minutes of its context being cancelled")
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := snapshot(t).Diff(before); d != "" {
+		t.Errorf("host not restored after cancelling the context:\n%s", d)
 	}
 }
 
