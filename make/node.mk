@@ -45,7 +45,7 @@ node-bins: k8s-bins kubectl-bin containerd-bins node-debs ## Build/install the n
 	$(call build-if-stale,kube-proxy,Kubernetes $(K8S_VERSION),$(K8S_TOOLS),k8s.io/kubernetes/cmd/kube-proxy,-ldflags "$(K8S_LDFLAGS)")
 
 .PHONY: containerd-bins
-containerd-bins: ## Build containerd, ctr and containerd-shim-runc-v2 $(CONTAINERD_VERSION) into bin/ (skips those already built).
+containerd-bins: ## Build containerd, ctr and containerd-shim-runc-v2 (pinned 2.4.2, CGO off) into bin/ (skips those already built).
 	@mkdir -p "$(BIN)"
 	$(call build-containerd-if-stale,containerd,--version)
 	$(call build-containerd-if-stale,ctr,--version)
