@@ -411,6 +411,9 @@ func (c *Cluster) start(ctx context.Context, t0 time.Time) error {
 	if err := loadNFTable(c.opts.BinDir, c.opts.StateDir); err != nil {
 		return fmt.Errorf("loading nft table %s: %w", nftTable, err)
 	}
+	if err := allowForwarding(c.rec); err != nil {
+		return fmt.Errorf("letting the node range through iptables' FORWARD chain: %w", err)
+	}
 	if err := c.writeFiles(); err != nil {
 		return err
 	}

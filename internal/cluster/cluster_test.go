@@ -378,6 +378,52 @@ func TestHelperCluster(t *testing.T) {
 	select {}
 }
 
+// TestForwardingThroughIPTables checks, in a network namespace of its own
+// (the host's iptables stay untouched), that a FORWARD chain whose policy
+// drops (Docker's) gets an accept for the node range, recorded, and loses
+// it at cleanup. It uses the iptables of make netpol-bins.
+func TestForwardingThroughIPTables(t *testing.T) {
+	if os.Getenv("MTLS_CLUSTER_NETNS_HELPER") == "" {
+		iptDir := filepath.Join(repoBin(t), "netfilter", "bin")
+		if !isExecutable(filepath.Join(iptDir, "iptables")) {
+			t.Fatalf("no %s/iptables: run make netpol-bins", iptDir)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestForwardingThroughIPTables$", "-test.v")
+		cmd.Env = append(os.Environ(), "MTLS_CLUSTER_NETNS_HELPER=1", "PATH="+iptDir+":"+os.Getenv("PATH"))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+		out, err := cmd.CombinedOutput()
+		t.Logf("in a new network namespace:\n%s", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	ipt, err := exec.LookPath("iptables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(ipt, "-w", "-P", "FORWARD", "DROP"); err != nil {
+		t.Fatal(err)
+	}
+	r := &record{StateDir: t.TempDir(), BinDir: t.TempDir()}
+	if err := allowForwarding(r); err != nil {
+		t.Fatal(err)
+	}
+	rules, _ := run(ipt, "-w", "-S", "FORWARD")
+	t.Logf("with the cluster:\n%s", rules)
+	if len(r.ForwardAccept) != 1 || !strings.Contains(rules, "-s 198.18.0.0/15 -d 198.18.0.0/15") {
+		t.Fatalf("no accept for the node range (recorded %v):\n%s", r.ForwardAccept, rules)
+	}
+	saved, err := loadRecord(r.StateDir)
+	if err != nil || len(saved.ForwardAccept) != 1 {
+		t.Fatalf("the rule is not in the record on disk: %v %v", saved, err)
+	}
+	restoreForwarding(r)
+	if rules, _ := run(ipt, "-w", "-S", "FORWARD"); rules != "-P FORWARD DROP\n" {
+		t.Errorf("after cleanup:\n%s", rules)
+	}
+}
+
 // TestPreflight checks that Preflight names what is missing, and that a
 // second cluster on the machine is refused.
 func TestPreflight(t *testing.T) {

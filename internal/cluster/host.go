@@ -82,6 +82,7 @@ type record struct {
 	BridgeCreated bool                `json:"bridgeCreated"` // set before the bridge is made
 	NFTables      []string            `json:"nftTables"`     // node tables that existed before
 	IPTables      map[string][]string `json:"iptables"`      // "iptables filter" -> chains before
+	ForwardAccept []string            `json:"forwardAccept"` // iptables given forwardRule
 	NewCgroups    []string            `json:"newCgroups"`    // node cgroups that did not exist
 	NewPaths      []string            `json:"newPaths"`      // host paths that did not exist
 	Processes     []recordedProcess   `json:"processes"`
@@ -215,6 +216,7 @@ func cleanup(stateDir string) error {
 			errs = append(errs, err)
 		}
 	}
+	restoreForwarding(r)
 	if r.BinDir != "" {
 		errs = append(errs, restoreNetfilter(r)...)
 	}

@@ -220,6 +220,46 @@ func deleteIPTablesChain(ipt, table, chain string) error {
 	return err
 }
 
+// forwardRule lets traffic inside the node range through an iptables
+// FORWARD chain whose policy drops, as Docker sets it on CI runners: an
+// accept in the cluster's own nft table cannot overrule another base
+// chain's drop, and br_netfilter sends bridged pod traffic through it.
+var forwardRule = []string{"FORWARD", "-s", NodeRange, "-d", NodeRange, "-m", "comment", "--comment", "mtls-webhook local cluster", "-j", "ACCEPT"}
+
+// allowForwarding adds forwardRule to every IPv4 iptables whose FORWARD
+// policy is not ACCEPT, recording each in r before it changes it. On a
+// host without iptables, or whose FORWARD chain accepts, it does nothing.
+func allowForwarding(r *record) error {
+	for _, ipt := range iptablesCommands(r.BinDir) {
+		if filepath.Base(ipt) != "iptables" {
+			continue
+		}
+		out, err := run(ipt, "-w", "-S", "FORWARD")
+		if err != nil || strings.Contains(out, "-P FORWARD ACCEPT") {
+			continue
+		}
+		r.ForwardAccept = append(r.ForwardAccept, ipt)
+		if err := r.save(); err != nil {
+			return err
+		}
+		if _, err := run(ipt, append([]string{"-w", "-I"}, forwardRule...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoreForwarding deletes the rules allowForwarding added.
+func restoreForwarding(r *record) {
+	for _, ipt := range r.ForwardAccept {
+		for range 10 {
+			if _, err := run(ipt, append([]string{"-w", "-D"}, forwardRule...)...); err != nil {
+				break
+			}
+		}
+	}
+}
+
 // addrInNodeRange reports the first host address already in NodeRange, so
 // Start refuses instead of clashing with it.
 func addrInNodeRange() (string, error) {
