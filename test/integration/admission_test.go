@@ -231,6 +231,26 @@ func TestBadAnnotationsAreRefused(t *testing.T) {
 			[]string{field("issuer"), "ClusterIssuer/mesh-ca", "--allowed-issuers"}},
 		{"app-database", optIn("ca", "app", "database"), nil,
 			[]string{field("app"), `"database"`}},
+		// Issue 12: names that are not the pod's own, and what a pod may cost.
+		{"other-namespace-spiffe-id", optIn("ca", "uri-sans", "spiffe://cluster.local/ns/bank/sa/frontend"), nil,
+			[]string{field("uri-sans"), `"spiffe://cluster.local/ns/bank/sa/frontend"`, "a pod's only SPIFFE ID is its own"}},
+		{"urn-without-flag", optIn("ca", "uri-sans", "urn:shop:web"), nil,
+			[]string{field("uri-sans"), `"urn:shop:web"`, "--allowed-uri-sans"}},
+		{"common-name", optIn("ca", "common-name", "postgres"), nil,
+			[]string{field("common-name"), `"postgres"`, "--allow-common-name"}},
+		{"pod-name-expands-to-another-namespace", optIn("ca", "dns-names", "${POD_NAME}.local"), func(p *corev1.Pod) {
+			p.Name = "x.bank.svc.cluster"
+		}, []string{field("dns-names"), `expands to "x.bank.svc.cluster.local" for this pod`, "L is exactly one label"}},
+		{"two-labels-before-the-namespace", optIn("ca", "dns-names", "login.bank.com"), nil,
+			[]string{field("dns-names"), `"login.bank.com"`, "a DNS name must be one DNS label L"}},
+		{"hundred-year-certificate", optIn("ca", "duration", "876000h"), nil,
+			[]string{field("duration"), `"876000h"`, "--max-duration"}},
+		{"rsa-8192", optIn("ca", "key-algorithm", "RSA", "key-size", "8192"), nil,
+			[]string{field("key-size"), `"8192"`, "--max-rsa-key-size"}},
+		{"annotation-too-long", optIn("ca", "dns-names", strings.Repeat("a,", 2100)), nil,
+			[]string{field("dns-names"), "--max-annotation-bytes"}},
+		{"windows", optIn("ca"), func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} },
+			[]string{"spec.os.name", "no Windows plugin"}},
 		{"existing-volume", optIn("ca"), func(p *corev1.Pod) {
 			p.Spec.Volumes = []corev1.Volume{{Name: mutate.VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 		}, []string{"spec.volumes[0].name", `"` + mutate.VolumeName + `"`, annotations.Enable}},
@@ -240,13 +260,14 @@ func TestBadAnnotationsAreRefused(t *testing.T) {
 			if tc.mod != nil {
 				tc.mod(p)
 			}
+			name := p.Name
 			ctx := ctxFor(t, 15*time.Second)
 			_, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
 			errorContains(t, err, append([]string{`admission webhook "inject.mtls.demo" denied the request`}, tc.want...)...)
 			if !apierrors.IsInvalid(err) {
 				t.Errorf("error reason %q, want Invalid (HTTP 422, like the API server's own validation)", apierrors.ReasonForError(err))
 			}
-			if _, err := cs.CoreV1().Pods(ns).Get(ctx, tc.name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			if _, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				t.Errorf("refused pod was stored (get: %v)", err)
 			}
 		})
@@ -270,7 +291,36 @@ func TestWarningsReachClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertInjected(t, got, "ca", annotations.DefaultMountPath)
-	assertWarning(t, warns.Take(), "mtls.demo/isuer is not known", "did you mean mtls.demo/issuer?")
+	first := warns.Take()
+	assertWarning(t, first, "mtls.demo/isuer is not known", "did you mean mtls.demo/issuer?")
+	// No Service selects the pod yet: its certificate has no DNS names,
+	// and the client is told what to do.
+	assertWarning(t, first, "no Service in namespace "+ns+" selects this pod", "create the Service before the workload, or set mtls.demo/dns-names")
+
+	createService(t, cs, ns, "web")
+	// The webhook reads Services from its informer cache: wait until it
+	// has seen this one, with dry runs that store nothing.
+	eventually(t, 30*time.Second, "the webhook to see the Service", func(ctx context.Context) error {
+		got, err := cs.CoreV1().Pods(ns).Create(ctx, pod("probe", optIn("ca")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return err
+		}
+		if len(got.Spec.Volumes) == 0 || got.Spec.Volumes[0].CSI.VolumeAttributes[mutate.AttrDNSNames] == "" {
+			return fmt.Errorf("no DNS names derived yet")
+		}
+		return nil
+	})
+	warns.Take()
+	got, err = cs.CoreV1().Pods(ns).Create(ctx, pod("with-service", optIn("ca")), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dns := got.Spec.Volumes[0].CSI.VolumeAttributes[mutate.AttrDNSNames]; !strings.HasPrefix(dns, "web,web."+ns) {
+		t.Errorf("DNS names %q, want the Service's", dns)
+	}
+	if w := warns.Take(); len(w) != 0 {
+		t.Errorf("warnings %q once a Service selects the pod, want none", w)
+	}
 
 	got, err = cs.CoreV1().Pods(ns).Create(ctx, pod("no-issuer", optIn("absent")), metav1.CreateOptions{})
 	if err != nil {
@@ -302,6 +352,7 @@ func TestIssuerCheck(t *testing.T) {
 
 	t.Run("warn", func(t *testing.T) {
 		ns := namespace(t, cs, "issuer-warn", nil)
+		createService(t, cs, ns, "web") // no "no Service" warning either
 		installChartWebhook(t, cs, "issuer-warn", ns)
 		createIssuer(t, c, ns, "ready", cmmeta.ConditionTrue)
 		createIssuer(t, c, ns, "pending", cmmeta.ConditionFalse)
@@ -340,6 +391,7 @@ func TestIssuerCheck(t *testing.T) {
 		}
 		proc, _ := startWebhookProcess(t, "deny", ca, "--issuer-check=deny")
 		ns := namespace(t, cs, "issuer-deny", nil)
+		createService(t, cs, ns, "web")
 		createIssuer(t, c, ns, "ready", cmmeta.ConditionTrue)
 		install(t, cs, chartWebhookConfig(t, "issuer-deny", proc.url, ca.CertPEM))
 		waitNoWarnings(t, cs, warns, ns, "ready")
@@ -354,6 +406,20 @@ func TestIssuerCheck(t *testing.T) {
 		errorContains(t, err, `admission webhook "inject.mtls.demo" denied the request`,
 			"metadata.annotations[mtls.demo/issuer]", `"absent"`, "does not exist")
 	})
+}
+
+// createService creates a Service called name that selects the pods pod()
+// makes (app=it), so that they get DNS names derived from it.
+func createService(t testing.TB, cs kubernetes.Interface, ns, name string) {
+	t.Helper()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "it"},
+			Ports: []corev1.ServicePort{{Port: 8443}}},
+	}
+	if _, err := cs.CoreV1().Services(ns).Create(ctxFor(t, 10*time.Second), svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitNoWarnings polls dry-run creations of a pod signed by issuer until
