@@ -285,6 +285,13 @@ func TestAdmissionConfiguration(t *testing.T) {
 		t.Fatalf("want the MWC, the VWC, two policies and their bindings, got %d objects", len(admission))
 	}
 	apply(t, c, admission)
+	// Leave nothing behind for the next test: the policies would answer for
+	// its pods too.
+	t.Cleanup(func() {
+		for _, o := range admission {
+			_ = c.Delete(context.Background(), o.DeepCopy())
+		}
+	})
 	kind := func(k string) *unstructured.Unstructured {
 		return admission[slices.IndexFunc(admission, func(o *unstructured.Unstructured) bool { return o.GetKind() == k })]
 	}
@@ -403,4 +410,48 @@ func TestAdmissionConfiguration(t *testing.T) {
 			t.Fatalf("plain pod refused: %v", err)
 		}
 	})
+}
+
+// TestCSIGuardFollowsTheWebhooksFlags renders the chart with
+// config.allowedURISANs and config.allowCommonName set and checks, on the
+// real API server, that its CEL guard follows them: URIs after the pod's
+// own SPIFFE ID and a common name pass, a second SPIFFE ID never does.
+func TestCSIGuardFollowsTheWebhooksFlags(t *testing.T) {
+	helm := chart.HelmBinary(t)
+	c := apiServer(t)
+	const release, releaseNS = "flags", "mtls-flags"
+	ensureNamespace(t, c, releaseNS, nil)
+	ensureNamespace(t, c, "team-f", nil)
+	objs := chart.Render(t, helm, chart.WebhookChart, chart.Options{Release: release, Namespace: releaseNS,
+		Set: []string{"config.allowedURISANs={urn:*}", "config.allowCommonName=true"}})
+	var guard []*unstructured.Unstructured
+	for _, o := range objs {
+		if strings.HasSuffix(o.GetName(), "-csi-guard") {
+			guard = append(guard, o)
+		}
+	}
+	if len(guard) != 2 {
+		t.Fatalf("want the csi-guard policy and its binding, got %d objects", len(guard))
+	}
+	apply(t, c, guard)
+	t.Cleanup(func() {
+		for _, o := range guard {
+			_ = c.Delete(context.Background(), o.DeepCopy())
+		}
+	})
+	own := "spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}"
+	withURIs := func(uris, cn string) *corev1.Pod {
+		p := optInPod("team-f", "true", true)
+		p.Spec.Volumes[0].CSI.VolumeAttributes["csi.cert-manager.io/uri-sans"] = uris
+		if cn != "" {
+			p.Spec.Volumes[0].CSI.VolumeAttributes["csi.cert-manager.io/common-name"] = cn
+		}
+		return p
+	}
+	eventually(t, "a second SPIFFE ID refused", refusedWith(c, withURIs(own+",SPIFFE://cluster.local/ns/bank/sa/x", ""),
+		"ValidatingAdmissionPolicy 'flags-mtls-webhook-csi-guard'", "never another spiffe:// ID"))
+	eventually(t, "the SPIFFE ID not first refused", refusedWith(c, withURIs("urn:a,"+own, ""), "flags-mtls-webhook-csi-guard"))
+	if err := createDryRun(c, withURIs(own+",urn:shop:web", "web.team-f.svc")); err != nil {
+		t.Errorf("allowed URI and common name refused: %v", err)
+	}
 }
