@@ -18,14 +18,11 @@ import (
 
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	admissionv1 "k8s.io/api/admission/v1"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mtls-demo/mtls-webhook/internal/stats"
-	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
 )
 
 // benchPods is how many pods are created each way.
@@ -308,62 +305,21 @@ func cachedPatchHandler(b *testing.B) http.Handler {
 	})
 }
 
-// installChartPolicy creates the chart's ValidatingAdmissionPolicy and its
-// binding, the binding narrowed to namespaces labelled caseLabel=name (ns)
-// or name-probe, and waits until the API server enforces it: it loads
+// installChartPolicy creates the chart's ValidatingAdmissionPolicies and
+// their bindings (the require-csi policy and the csi-guard, as the chart
+// installs them), the bindings narrowed to namespaces labelled caseLabel=name
+// (ns) or name-probe, and waits until the API server enforces them: it loads
 // policies asynchronously, and counts only refusals, so a pod in the probe
 // namespace, which no webhook injects, shows when it refuses.
 func installChartPolicy(b *testing.B, cs kubernetes.Interface, name string) {
 	b.Helper()
-	ctx := ctxFor(b, time.Minute)
-	var (
-		policy  admissionregistrationv1.ValidatingAdmissionPolicy
-		binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
-	)
-	for _, o := range chart.Render(b, chart.HelmBinary(b), chart.WebhookChart, chart.Options{}) {
-		var into any
-		switch o.GetKind() {
-		case "ValidatingAdmissionPolicy":
-			into = &policy
-		case "ValidatingAdmissionPolicyBinding":
-			into = &binding
-		default:
-			continue
-		}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if policy.Name == "" || binding.Name == "" {
-		b.Fatal("the chart rendered no ValidatingAdmissionPolicy and binding")
-	}
-	policy.Name = "it-" + name
-	binding.Name, binding.Spec.PolicyName = "it-"+name, policy.Name
-	sel := binding.Spec.MatchResources.NamespaceSelector
-	if sel == nil {
-		sel = &metav1.LabelSelector{}
-		binding.Spec.MatchResources.NamespaceSelector = sel
-	}
-	sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
-		Key: caseLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{name, name + "-probe"}})
 	probe := namespace(b, cs, name+"-probe", nil)
-	api := cs.AdmissionregistrationV1()
-	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, &policy, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, &binding, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{})
-		_ = api.ValidatingAdmissionPolicies().Delete(ctx, policy.Name, metav1.DeleteOptions{})
-	})
+	installPolicies(b, cs, renderChartAdmission(b), name, name+"-probe")
+	requireCSI := "it-" + name + "-require-csi"
 	eventually(b, 30*time.Second, "the API server to enforce the chart's policy", func(ctx context.Context) error {
 		_, err := cs.CoreV1().Pods(probe).Create(ctx, pod("probe", optIn("ca")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err == nil || !strings.Contains(err.Error(), policy.Name) {
-			return fmt.Errorf("policy %s not enforced yet (%w)", policy.Name, err)
+		if err == nil || !strings.Contains(err.Error(), requireCSI) {
+			return fmt.Errorf("policy %s not enforced yet (%w)", requireCSI, err)
 		}
 		return nil
 	})

@@ -98,9 +98,10 @@ func installVerify(t testing.TB, cs kubernetes.Interface, a chartAdmission, name
 	})
 }
 
-// installPolicies creates the chart's policies and bindings, the bindings
-// narrowed to caseLabel=name, and removes them when the test ends.
-func installPolicies(t testing.TB, cs kubernetes.Interface, a chartAdmission, name string) {
+// installPolicies creates the chart's policies and bindings, named after
+// name, the bindings narrowed to caseLabel=name (and the extra values), and
+// removes them when the test ends.
+func installPolicies(t testing.TB, cs kubernetes.Interface, a chartAdmission, name string, extra ...string) {
 	t.Helper()
 	api := cs.AdmissionregistrationV1()
 	ctx := ctxFor(t, 30*time.Second)
@@ -115,7 +116,7 @@ func installPolicies(t testing.TB, cs kubernetes.Interface, a chartAdmission, na
 		suffix := strings.TrimPrefix(p.Name, "mtls-mtls-webhook")
 		p.Name = "it-" + name + suffix
 		b.Name, b.Spec.PolicyName = p.Name, p.Name
-		b.Spec.MatchResources.NamespaceSelector = narrow(b.Spec.MatchResources.NamespaceSelector, name)
+		b.Spec.MatchResources.NamespaceSelector = narrow(b.Spec.MatchResources.NamespaceSelector, append([]string{name}, extra...)...)
 		if _, err := api.ValidatingAdmissionPolicies().Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
