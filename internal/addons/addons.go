@@ -145,7 +145,13 @@ func CSIDriverArgs(ctx context.Context, kubeconfig string, o Options) ([]string,
 	if err != nil {
 		return nil, nil, err
 	}
-	sets = append(sets, "app.kubeletRootDir="+o.KubeletRootDir)
+	// The driver's data dir is mounted with Bidirectional propagation, which
+	// the runtime allows only on a shared mount. The chart's default,
+	// /tmp/cert-manager-csi-driver, is on the host's root, which is private
+	// on machines without systemd; the kubelet makes its root dir rshared,
+	// so the keys live there (and go with the node's state).
+	sets = append(sets, "app.kubeletRootDir="+o.KubeletRootDir,
+		"app.driver.csiDataDir="+filepath.Join(o.KubeletRootDir, "cert-manager-csi-driver"))
 	dir, cleanup, err := PrepareChart(ctx, o.goCmd(), o.ModuleRoot, CSIDriverModule, CSIDriverVersion, CSIDriverChart)
 	if err != nil {
 		return nil, nil, err

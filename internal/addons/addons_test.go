@@ -158,6 +158,7 @@ func TestCSIDriverArgs(t *testing.T) {
 		"livenessProbeImage.repository=localhost/livenessprobe", "livenessProbeImage.tag=v2.17.0-local",
 		"nodeDriverRegistrarImage.repository=localhost/csi-node-driver-registrar", "nodeDriverRegistrarImage.tag=v2.15.0-local",
 		"app.kubeletRootDir=/state/kubelet",
+		"app.driver.csiDataDir=/state/kubelet/cert-manager-csi-driver",
 	}
 	if got := setsOf(args); !slices.Equal(got, wantSets) {
 		t.Errorf("--set\n got %q\nwant %q", got, wantSets)
