@@ -23,3 +23,5 @@ certmanager-bins: $(CERTMANAGER_BINS) ## Build the cert-manager launchers into b
 test-certmanager: certmanager-bins $(HELM) k8s-bins csi-driver-bin ## Run the cert-manager launchers against a real API server behind cert-manager's chart args and RBAC; check both charts' args.
 	cd "$(CERTMANAGER_TOOLS)" && CERT_MANAGER_BIN_DIR="$(BIN)" HELM="$(HELM)" KUBEBUILDER_ASSETS="$(BIN)" \
 	  $(GO) test -count=1 -v ./...
+
+TEST_TARGETS += test-certmanager

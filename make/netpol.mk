@@ -43,7 +43,9 @@ netpol-bins: ## Build bin/kube-router (v2.1.0, firewall only is used) and unpack
 	fi
 
 # Root only; one run at a time on a machine (it changes the host's filter
-# table while it runs), hence -p 1. Not in TEST_TARGETS yet.
+# table while it runs), hence -p 1.
 .PHONY: test-netpol
 test-netpol: netpol-bins k8s-bins ## Prove NetworkPolicy enforcement with real packets between netns; host iptables/ipsets restored (root).
 	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -tags netpol -count=1 -p 1 -timeout 10m -v ./internal/netpol/...
+
+TEST_TARGETS += test-netpol

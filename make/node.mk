@@ -94,7 +94,9 @@ cluster-down: ## Undo a cluster that was killed (kill -9): processes, mounts, li
 # One cluster at a time on a machine (fixed ports, one bridge), hence -p 1.
 # netpol-bins for its iptables: a test checks, in a network namespace of its
 # own, the accept the cluster adds where a FORWARD policy drops (Docker).
-# The tests need bin/images/{pause,coredns}.tar (make images).
+# The tests import bin/images/{pause,coredns}.tar (make images).
 .PHONY: test-cluster
-test-cluster: node-bins netpol-bins ## Test the local cluster (root): Ready node, real containers, Services, DNS, host restored after Stop and after kill -9.
+test-cluster: node-bins netpol-bins images ## Test the local cluster (root): Ready node, real containers, Services, DNS, host restored after Stop and after kill -9.
 	$(GO) test -count=1 -p 1 -timeout 20m -v ./internal/cluster/...
+
+TEST_TARGETS += test-cluster
