@@ -370,9 +370,11 @@ func optInAnnotations() map[string]string {
 	return map[string]string{"mtls.demo/enable": "true", "mtls.demo/issuer": "demo-ca"}
 }
 
-// withPodCert adds the injected certificate files to a toolbox fetch.
-func withPodCert(args ...string) []string {
-	return append(args, "--cacert", "/var/run/mtls/ca.crt", "--cert", "/var/run/mtls/tls.crt", "--key", "/var/run/mtls/tls.key")
+// withPodCert adds the injected certificate files to a toolbox command
+// ("fetch", flags..., URL): right after the subcommand, since flags after
+// the URL would not be read.
+func withPodCert(sub string, rest ...string) []string {
+	return append([]string{sub, "--cacert", "/var/run/mtls/ca.crt", "--cert", "/var/run/mtls/tls.crt", "--key", "/var/run/mtls/tls.key"}, rest...)
 }
 
 // frontendSelector is the frontend pod's labels that the chart's
