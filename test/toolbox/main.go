@@ -181,7 +181,9 @@ func capture(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	c, err := podnet.CapturePod(os.Getpid(), uint16(*port), 64)
+	// 4 KiB per connection: the JSON body follows the request line and
+	// headers, and keep-alive connections carry many requests.
+	c, err := podnet.CapturePod(os.Getpid(), uint16(*port), 4096)
 	if err != nil {
 		fmt.Fprintln(stderr, "capture:", err)
 		return 1
