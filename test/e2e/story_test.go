@@ -141,7 +141,9 @@ func TestBackendRefusesUnlistedIdentity(t *testing.T) {
 	})
 	frontend := readyPod(ctx, t, ns, "frontend")
 	pod := toolboxPod(ns, "intruder", optInAnnotations(), frontendSelector(frontend),
-		withPodCert("fetch", "--fail", "--max-time", "10s", "-X", "POST", "-d", `{"request_id": "e2e-403"}`,
+		// kube-router admits the new pod's address as a frontend source a
+		// moment after the pod started: retry a refused connection briefly.
+		withPodCert("fetch", "--fail", "--max-time", "10s", "--retry-refused", "20s", "-X", "POST", "-d", `{"request_id": "e2e-403"}`,
 			"https://backend-svc:8080/process")...)
 	pod.Spec.ServiceAccountName = "intruder"
 	res := runPod(ctx, t, pod)

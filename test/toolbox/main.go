@@ -83,6 +83,7 @@ func fetch(args []string, stdout, stderr io.Writer) int {
 	data := fs.String("d", "", "request body (sent as application/json)")
 	fail := fs.Bool("fail", false, "exit 22 on an HTTP status >= 400")
 	maxTime := fs.Duration("max-time", 10*time.Second, "whole request timeout")
+	retryRefused := fs.Duration("retry-refused", 0, "retry a refused connection for this long (a NetworkPolicy agent may admit a new pod's address only after it started)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -112,37 +113,50 @@ func fetch(args []string, stdout, stderr io.Writer) int {
 		}
 		tlsCfg.Certificates = []tls.Certificate{pair}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *maxTime)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
+	retryUntil := time.Now().Add(*retryRefused)
+	for {
+		code, done := fetchOnce(client, *method, fs.Arg(0), *data, *maxTime, *fail, stdout, stderr)
+		if done || code != exitRefused || time.Now().After(retryUntil) {
+			return code
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// fetchOnce makes one request; done is false when it failed before any
+// answer, so that the caller may retry.
+func fetchOnce(client *http.Client, method, url, data string, maxTime time.Duration, fail bool, stdout, stderr io.Writer) (code int, done bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), maxTime)
 	defer cancel()
 	var body io.Reader
-	if *data != "" {
-		body = strings.NewReader(*data)
+	if data != "" {
+		body = strings.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, *method, fs.Arg(0), body)
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		fmt.Fprintln(stderr, "fetch:", err)
-		return 3 // curl: URL malformed
+		return 3, true // curl: URL malformed
 	}
-	if *data != "" {
+	if data != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
 	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "fetch:", err)
-		return classify(err, ctx.Err())
+		return classify(err, ctx.Err()), false
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	fmt.Fprintf(stdout, "HTTP %d\n%s\n", resp.StatusCode, b)
 	if err != nil {
 		fmt.Fprintln(stderr, "fetch: reading the body:", err)
-		return classify(err, ctx.Err())
+		return classify(err, ctx.Err()), true
 	}
-	if *fail && resp.StatusCode >= 400 {
-		return exitHTTPError
+	if fail && resp.StatusCode >= 400 {
+		return exitHTTPError, true
 	}
-	return exitOK
+	return exitOK, true
 }
 
 // classify maps a request error onto curl's exit code for it.

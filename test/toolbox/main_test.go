@@ -76,6 +76,7 @@ func TestFetchExitCodes(t *testing.T) {
 		{"an HTTP error with --fail exits 22", append(withCert, "--fail", srv.URL+"/missing"), []int{exitHTTPError}, "HTTP 404"},
 		{"a server certificate from an unknown CA fails the handshake", []string{srv.URL + "/"}, []int{exitHandshake}, ""},
 		{"a closed port is refused", []string{"-k", closedURL}, []int{exitRefused}, ""},
+		{"a port that stays closed is still refused after retrying", []string{"-k", "--retry-refused", "600ms", closedURL}, []int{exitRefused}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -101,5 +102,33 @@ func TestSummarize(t *testing.T) {
 	j, h := Summarize([][]byte{hello, appData, json, hello[:5]})
 	if j != 1 || h != 1 {
 		t.Fatalf("Summarize = %d JSON, %d ClientHello; want 1 and 1", j, h)
+	}
+}
+
+// A refused connection is retried until the server appears, as a pod whose
+// address a NetworkPolicy agent admits only after it started.
+func TestFetchRetriesARefusedConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "late but there")
+	}))
+	defer srv.Close()
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return // the test below then fails with the refused code
+		}
+		srv.Listener = l
+		srv.Start()
+	}()
+	var out, errOut bytes.Buffer
+	if code := fetch([]string{"--retry-refused", "5s", "--fail", "http://" + addr + "/"}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "late but there") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and the answer", code, out.String(), errOut.String())
 	}
 }
