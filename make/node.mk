@@ -57,7 +57,7 @@ node-debs: ## Install runc, the CNI bridge/host-local/loopback plugins and nft f
 	  echo "bin/runc: $(RUNC_VERSION) already installed"; \
 	else \
 	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	  hack/cluster/install-deb.sh "$$tmp" "$(RUNC_DEB)"; \
+	  hack/install-deb.sh "$$tmp" "$(RUNC_DEB)"; \
 	  install -m 0755 "$$tmp/usr/sbin/runc" "$(BIN)/runc"; \
 	  "$(BIN)/runc" --version | grep -F "runc version $(RUNC_VERSION)"; \
 	fi
@@ -65,7 +65,7 @@ node-debs: ## Install runc, the CNI bridge/host-local/loopback plugins and nft f
 	  echo "bin/cni: $(CNI_DEB) already installed"; \
 	else \
 	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	  hack/cluster/install-deb.sh "$$tmp" "$(CNI_DEB)"; \
+	  hack/install-deb.sh "$$tmp" "$(CNI_DEB)"; \
 	  mkdir -p "$(BIN)/cni"; \
 	  for p in $(CNI_PLUGINS); do install -m 0755 "$$tmp/usr/lib/cni/$$p" "$(BIN)/cni/$$p"; done; \
 	  echo "$(CNI_DEB)" > "$(BIN)/cni/.version"; echo "bin/cni: $(CNI_PLUGINS) from $(CNI_DEB)"; \
@@ -74,7 +74,7 @@ node-debs: ## Install runc, the CNI bridge/host-local/loopback plugins and nft f
 	  echo "bin/nft: $(NFT_VERSION) already installed"; \
 	else \
 	  rm -rf "$(BIN)/nft-root"; \
-	  hack/cluster/install-deb.sh "$(BIN)/nft-root" $(NFT_DEBS); \
+	  hack/install-deb.sh "$(BIN)/nft-root" $(NFT_DEBS); \
 	  install -m 0755 hack/cluster/nft-wrapper.sh "$(BIN)/nft"; \
 	  "$(BIN)/nft" --version | grep -F "nftables v$(NFT_VERSION)"; \
 	fi

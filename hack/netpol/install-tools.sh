@@ -8,30 +8,16 @@
 # iptables extensions) and run the unpacked binary under the name it
 # dispatches on. iptables is the nf_tables backend (xtables-nft-multi), as on
 # Debian by default; the legacy backend is not wrapped on purpose, so nothing
-# here instantiates the kernel's legacy tables. Refreshes the package lists
-# once if a download fails. Used by make/netpol.mk (netpol-bins).
+# here instantiates the kernel's legacy tables. The download and unpacking
+# are hack/install-deb.sh's. Used by make/netpol.mk (netpol-bins).
 set -euo pipefail
 
 bindir=$1
 shift
 dest="$bindir/netfilter"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-sudo=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=sudo; fi
-
-if ! (cd "$tmp" && apt-get download "$@"); then
-  echo "apt-get download failed; refreshing the package lists"
-  $sudo apt-get update
-  (cd "$tmp" && apt-get download "$@")
-fi
-
 rm -rf "$dest"
-mkdir -p "$dest/root" "$dest/bin"
-for deb in "$tmp"/*.deb; do
-  dpkg-deb -x "$deb" "$dest/root"
-done
+mkdir -p "$dest/bin"
+"$(dirname "${BASH_SOURCE[0]}")/../install-deb.sh" "$dest/root" "$@"
 
 root=$(cd "$dest/root" && pwd)
 libdir=$(dirname "$(find "$root/usr/lib" -name 'libxtables.so.12' -print -quit)")
