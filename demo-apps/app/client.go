@@ -344,6 +344,7 @@ func RunClient(ctx context.Context, version string, args []string, getenv func(s
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.BoolVar(&o.Quiet, "quiet", false, "print only the summary")
 	opsAddr := fs.String("ops-addr", "", "serve /healthz and /metrics in plain HTTP on this address (e.g. 127.0.0.1:9092)")
+	waitFor := fs.Duration("wait-for-frontend", 0, "before the first request, wait up to this long until the frontend accepts TCP connections (a NetworkPolicy agent may admit a new pod's address a moment after it starts); 0 = do not wait")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -351,6 +352,14 @@ func RunClient(ctx context.Context, version string, args []string, getenv func(s
 	if err != nil {
 		fmt.Fprintf(stderr, "client: %v\n", err)
 		return 2
+	}
+	if *waitFor > 0 {
+		took, err := waitForTCP(ctx, c.target, *waitFor)
+		if err != nil {
+			fmt.Fprintf(stderr, "client: -wait-for-frontend=%s: %v\n", *waitFor, err)
+			return 1
+		}
+		log.Info("frontend reachable", "after", took.String())
 	}
 	if *opsAddr != "" {
 		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *opsAddr)
@@ -372,4 +381,30 @@ func RunClient(ctx context.Context, version string, args []string, getenv func(s
 		return 1
 	}
 	return 0
+}
+
+// waitForTCP dials the URL's host and port until a connection opens or
+// limit passes, and returns how long that took.
+func waitForTCP(ctx context.Context, u *url.URL, limit time.Duration) (time.Duration, error) {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	addr := net.JoinHostPort(u.Hostname(), port)
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var d net.Dialer
+	for {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			_ = conn.Close()
+			return time.Since(t0), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(t0), fmt.Errorf("%s not reachable after %s: %w", addr, time.Since(t0).Round(time.Millisecond), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -17,12 +17,14 @@ import (
 	goruntime "runtime"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/mtls-demo/mtls-webhook/internal/stack"
 )
@@ -79,6 +81,7 @@ func Start(ctx context.Context, o EnvOptions) (*Env, error) {
 	}
 	e.Stack = st
 	e.Clientset = st.Client()
+	ctrllog.SetLogger(logr.Discard()) // the client logs nothing the demo shows
 	if e.Client, err = client.New(st.RESTConfig(), client.Options{}); err != nil {
 		_ = st.Down()
 		return nil, err

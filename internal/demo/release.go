@@ -27,6 +27,7 @@ import (
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
 	"github.com/mtls-demo/mtls-webhook/internal/images"
+	"github.com/mtls-demo/mtls-webhook/internal/podnet"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
@@ -234,7 +235,10 @@ func (r *Release) StartClient(ctx context.Context, interval time.Duration) error
 					AllowPrivilegeEscalation: new(false), ReadOnlyRootFilesystem: new(true),
 					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 				},
-				Args: []string{"-count=0", "-interval=" + interval.String(), "-timeout=5s", "-ops-addr=$(POD_IP):9090"},
+				// -wait-for-frontend: kube-router admits the new pod's
+				// address a moment after it starts; requests before that
+				// would be refused and counted as failures.
+				Args: []string{"-count=0", "-interval=" + interval.String(), "-timeout=5s", "-ops-addr=$(POD_IP):9090", "-wait-for-frontend=30s"},
 				Env: []corev1.EnvVar{
 					{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 					{Name: "FRONTEND_URL", Value: scheme + "://frontend-svc:8080"},
@@ -495,4 +499,34 @@ func shorten(s string) string {
 		return s[:120] + "…"
 	}
 	return s
+}
+
+// WaitFrontendToBackend waits until a TCP connection from inside the
+// frontend pod reaches backend-svc:8080. The backend's NetworkPolicy admits
+// the frontend by its pod address, which kube-router learns a moment after
+// the pod started: requests sent before that are refused.
+func (r *Release) WaitFrontendToBackend(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	fe, ok := r.Pod("frontend")
+	if !ok {
+		return 0, fmt.Errorf("no frontend pod in %s", r.Opts.Namespace)
+	}
+	pid, err := podnet.PodProcess(fe.UID, "")
+	if err != nil {
+		return 0, err
+	}
+	svc, err := r.e.Clientset.CoreV1().Services(r.Opts.Namespace).Get(ctx, "backend-svc", metav1.GetOptions{})
+	if err != nil {
+		return 0, err
+	}
+	addr := net.JoinHostPort(svc.Spec.ClusterIP, "8080")
+	var last error
+	err = r.e.poll(timeout, "the frontend to reach backend-svc:8080", func(context.Context) (bool, error) {
+		last = podnet.DialFrom(pid, addr, time.Second)
+		return last == nil, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w (last: %v)", err, last)
+	}
+	return time.Since(t0), nil
 }

@@ -131,6 +131,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		return sum, err
 	}
 	defer func() { _ = tap.Close() }()
+	d, err := rel.WaitFrontendToBackend(ctx, time.Minute)
+	if err != nil {
+		return sum, err
+	}
+	env.step("NetworkPolicy: the frontend's connections to backend-svc:8080 get through (kube-router admitted its address %s after it was Ready)", d.Round(time.Millisecond))
 	if err := rel.StartClient(ctx, o.Interval); err != nil {
 		return sum, err
 	}
@@ -226,7 +231,7 @@ func (r *Release) Isolation(out io.Writer) (*podnet.Capture, error) {
 	if !ok {
 		return nil, errors.New("no backend pod")
 	}
-	pid, err := podnet.PodProcess(p.UID, "backend")
+	pid, err := podnet.PodProcess(p.UID, "") // its one container, not the sandbox's pause
 	if err != nil {
 		return nil, err
 	}

@@ -117,6 +117,14 @@ func TestCaptureSeesClientBytesInAnotherNamespace(t *testing.T) {
 		t.Fatal("the namespace's port answered on the host's loopback")
 	}
 
+	// DialFrom reaches the namespace's own listener, and only that.
+	if err := DialFrom(pid, fmt.Sprintf("127.0.0.1:%d", other), time.Second); err != nil {
+		t.Fatalf("DialFrom the namespace to its own listener: %v", err)
+	}
+	if err := DialFrom(pid, "127.0.0.1:18445", time.Second); err == nil {
+		t.Fatal("DialFrom to a port nothing listens on in the namespace succeeded")
+	}
+
 	capt, err := CapturePod(pid, port, 16)
 	if err != nil {
 		t.Fatal(err)

@@ -10,10 +10,15 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrNoProcess is returned when no process of the pod runs on this host.
@@ -148,4 +153,31 @@ func nsPID(pid int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("pid %d: no NSpid in /proc/%d/status", pid, pid)
+}
+
+// DialFrom opens a TCP connection to addr from inside the network namespace
+// of pid, as the pod itself would, and closes it: whether the pod's traffic
+// gets through (a NetworkPolicy, a Service) right now.
+func DialFrom(pid int, addr string, timeout time.Duration) error {
+	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	defer func() { _ = target.Close() }()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread stays in the pod's namespace: never unlocked, so the
+		// runtime discards it when this goroutine ends.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering the network namespace of pid %d: %w", pid, err)
+			return
+		}
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err == nil {
+			_ = c.Close()
+		}
+		errc <- err
+	}()
+	return <-errc
 }

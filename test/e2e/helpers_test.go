@@ -358,7 +358,9 @@ func clientPod(namespace, name, url string, count int, useMTLS bool) *corev1.Pod
 			SecurityContext: psc,
 			Containers: []corev1.Container{{
 				Name: "client", Image: image("client"), ImagePullPolicy: corev1.PullIfNotPresent,
-				Args:            []string{"-url", url, "-count", fmt.Sprint(count), "-interval", "200ms"},
+				// A NetworkPolicy agent admits a new pod's address a moment
+				// after it starts: wait for the frontend before counting.
+				Args:            []string{"-url", url, "-count", fmt.Sprint(count), "-interval", "200ms", "-wait-for-frontend", "30s"},
 				SecurityContext: csc,
 			}},
 		},
