@@ -61,6 +61,7 @@ type Stack struct {
 	Firewall *netpol.Firewall
 	opts     Options
 	timings  Timings
+	cancel   context.CancelFunc
 }
 
 // Up starts the cluster and installs everything on it. On failure it
@@ -90,11 +91,24 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 		return nil, fmt.Errorf("cleaning up after an earlier NetworkPolicy run: %w", err)
 	}
 	t0 := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{BinDir: o.BinDir, StateDir: o.StateDir, Images: idx.Tarballs(), Log: o.Log})
+	// Cancelling ctx (Ctrl-C) aborts the start; once Up has returned, the
+	// caller ends the run with Down, so that `make demo` can still print
+	// its summary and check the rogue clients after a Ctrl-C.
+	clusterCtx, cancelCluster := context.WithCancel(context.WithoutCancel(ctx))
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancelCluster()
+		case <-started:
+		}
+	}()
+	c, err := cluster.Start(clusterCtx, cluster.Options{BinDir: o.BinDir, StateDir: o.StateDir, Images: idx.Tarballs(), Log: o.Log})
 	if err != nil {
+		cancelCluster()
 		return nil, err
 	}
-	s = &Stack{Cluster: c, Images: idx, opts: o}
+	s = &Stack{Cluster: c, Images: idx, opts: o, cancel: cancelCluster}
 	defer func() {
 		if err != nil {
 			if stopErr := s.Down(); stopErr != nil {
@@ -141,6 +155,7 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 		return s, err
 	}
 	s.timings.Webhook = time.Since(t0)
+	close(started)
 	s.step("ready: %s", s.timings)
 	return s, nil
 }
@@ -184,6 +199,7 @@ func (s *Stack) Down() error {
 		errs = append(errs, s.Firewall.Stop())
 	}
 	errs = append(errs, s.Cluster.Stop())
+	s.cancel()
 	return errors.Join(errs...)
 }
 
