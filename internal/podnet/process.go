@@ -166,18 +166,32 @@ func DialFrom(pid int, addr string, timeout time.Duration) error {
 	defer func() { _ = target.Close() }()
 	errc := make(chan error, 1)
 	go func() {
-		// The thread stays in the pod's namespace: never unlocked, so the
-		// runtime discards it when this goroutine ends.
 		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer func() { _ = own.Close() }()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("entering the network namespace of pid %d: %w", pid, err)
 			return
 		}
-		c, err := net.DialTimeout("tcp", addr, timeout)
-		if err == nil {
+		c, dialErr := net.DialTimeout("tcp", addr, timeout)
+		if dialErr == nil {
 			_ = c.Close()
 		}
-		errc <- err
+		// Back to the host's namespace, and the thread back to the pool. A
+		// thread that ended instead would take with it every child process
+		// started from it with Pdeathsig (the cluster's are).
+		if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("returning to the host network namespace: %w", err) // the thread stays locked
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- dialErr
 	}()
 	return <-errc
 }
