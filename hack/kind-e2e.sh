@@ -11,7 +11,7 @@
 # Environment: KIND, HELM, GO (tools; default bin/kind, bin/helm, go),
 # KIND_CLUSTER_NAME, REGISTRY, IMAGE_TAG (must match `make images`),
 # KIND_IMAGES (comma-separated names from internal/images; default the
-# project's four), KEEP=1 (keep the cluster), SKIP_IMAGES=1 (reuse the
+# project's images and the e2e toolbox), KEEP=1 (keep the cluster), SKIP_IMAGES=1 (reuse the
 # tarballs already in bin/images),
 # E2E_RUN (go test -run regexp), E2E_TIMEOUT (default 40m),
 # ARTIFACTS (where logs go on failure; default bin/kind-e2e/artifacts).
@@ -28,7 +28,7 @@ REGISTRY=${REGISTRY:-ghcr.io/mtls-demo}
 IMAGE_TAG=${IMAGE_TAG:-0.1.0}
 KEEP=${KEEP:-0}
 ARTIFACTS=${ARTIFACTS:-${REPO_ROOT}/bin/kind-e2e/artifacts}
-KIND_IMAGES=${KIND_IMAGES:-mtls-webhook,demo-backend,demo-frontend,demo-client}
+KIND_IMAGES=${KIND_IMAGES:-mtls-webhook,demo-backend,demo-frontend,demo-client,e2e-toolbox}
 WEBHOOK_NAMESPACE=mtls-system
 DEMO_NAMESPACE=demo
 

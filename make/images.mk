@@ -15,7 +15,7 @@ IMAGES_ONLY ?=
 IMAGE_BUILDER = $(GO) run ./hack/images -out "$(IMAGES_DIR)" -registry "$(REGISTRY)" -tag "$(IMAGE_TAG)" -version "$(VERSION)"
 # The project's own images: the ones the kind suite loads (cert-manager and
 # its CSI driver come from the Jetstack charts' images there).
-PROJECT_IMAGES := mtls-webhook,demo-backend,demo-frontend,demo-client
+PROJECT_IMAGES := mtls-webhook,demo-backend,demo-frontend,demo-client,e2e-toolbox
 KIND_IMAGES    ?= $(PROJECT_IMAGES)
 # For docker-images: the Dockerfiles' builds.
 WEBHOOK_IMAGE   := $(REGISTRY)/mtls-webhook:$(IMAGE_TAG)
@@ -45,7 +45,7 @@ docker-images: ## With a Docker engine: build the webhook and demo app images fr
 	done
 
 .PHONY: kind-load
-kind-load: $(KIND) ## Load the KIND_IMAGES tarballs (default: the project's four) into the kind cluster KIND_CLUSTER_NAME.
+kind-load: $(KIND) ## Load the KIND_IMAGES tarballs (default: the project's images, the e2e toolbox included) into the kind cluster KIND_CLUSTER_NAME.
 	$(IMAGE_BUILDER) -only "$(KIND_IMAGES)"
 	@$(IMAGE_BUILDER) -only "$(KIND_IMAGES)" -tarballs | while read -r tarball; do \
 	  echo "kind load image-archive $$tarball"; \
