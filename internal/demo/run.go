@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/certs"
+	"github.com/mtls-demo/mtls-webhook/internal/cluster"
 	"github.com/mtls-demo/mtls-webhook/internal/podnet"
 )
 
@@ -50,6 +51,8 @@ type Summary struct {
 	WireInspected int  // connections recorded in front of the backend
 	NodeReady     time.Duration
 	MemoryBytes   uint64 // resident memory of the cluster's processes at the end
+	HostRestored  bool   // the host compared equal after the stop
+	HostChanged   string // what differed, when it did not
 }
 
 // Line is the closing summary line.
@@ -69,6 +72,9 @@ func (s Summary) Err() error {
 	if s.RogueAccepted > 0 {
 		errs = append(errs, fmt.Errorf("%d rogue client(s) were accepted", s.RogueAccepted))
 	}
+	if s.HostChanged != "" {
+		errs = append(errs, fmt.Errorf("the host was not restored: %s", s.HostChanged))
+	}
 	return errors.Join(errs...)
 }
 
@@ -85,7 +91,7 @@ func IsTTY(w io.Writer) bool {
 // Run is `make demo`: it starts everything, installs the chart for the
 // scene, runs the load client and shows the live view until Duration
 // passes (or ctx ends), then checks rogue clients and returns the summary.
-func Run(ctx context.Context, o Options) (Summary, error) {
+func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
@@ -98,8 +104,10 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if o.Namespace == "" {
 		o.Namespace = "mtls-demo"
 	}
-	sum := Summary{}
 	o.Env.Progress = o.Out
+	o.Env.defaults()
+	// The host as it was, to compare once everything has stopped.
+	before, snapErr := cluster.SnapshotHost(o.Env.BinDir)
 	start := time.Now()
 	fmt.Fprintf(o.Out, "mtls-demo: scene %q, certificates duration=%s renew-before=%s; state and logs in %s\n",
 		o.Scene, o.CertDuration, o.RenewBefore, stateDir(o.Env))
@@ -109,8 +117,24 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	defer func() {
 		fmt.Fprintln(o.Out, "stopping: kubelet, containerd and every container, kube-router, kube-proxy, control plane; restoring the host")
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(o.Out, "stop:", err)
+		if stopErr := env.Stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+			return
+		}
+		if snapErr != nil {
+			fmt.Fprintln(o.Out, "host: not compared:", snapErr)
+			return
+		}
+		after, aErr := cluster.SnapshotHost(o.Env.BinDir)
+		switch d := after.Diff(before); {
+		case aErr != nil:
+			fmt.Fprintln(o.Out, "host: not compared:", aErr)
+		case d != "":
+			sum.HostChanged = d
+			fmt.Fprintf(o.Out, "host: NOT as before:\n%s\n", d)
+		default:
+			sum.HostRestored = true
+			fmt.Fprintln(o.Out, "host: sysctls, links, nft tables, mounts, cgroups and paths as before the demo")
 		}
 	}()
 	t := env.Stack.Timings()
