@@ -18,9 +18,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -119,14 +116,6 @@ func (e *Env) poll(timeout time.Duration, what string, f wait.ConditionWithConte
 	defer cancel()
 	if err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, f); err != nil {
 		return fmt.Errorf("waiting for %s: %w", what, err)
-	}
-	return nil
-}
-
-func (e *Env) ensureNamespace(ctx context.Context, name string, labels map[string]string) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	if _, err := e.Clientset.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
 	}
 	return nil
 }

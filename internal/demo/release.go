@@ -526,7 +526,7 @@ func (r *Release) WaitFrontendToBackend(ctx context.Context, timeout time.Durati
 		return last == nil, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%w (last: %v)", err, last)
+		return 0, fmt.Errorf("%w (last: %w)", err, last)
 	}
 	return time.Since(t0), nil
 }

@@ -198,7 +198,7 @@ func (s *Stack) Down() error {
 	if s.Firewall != nil {
 		errs = append(errs, s.Firewall.Stop())
 	}
-	errs = append(errs, s.Cluster.Stop())
+	errs = append(errs, s.Stop()) // the cluster's Stop, after the firewall
 	s.cancel()
 	return errors.Join(errs...)
 }
