@@ -20,8 +20,9 @@ $(CERTMANAGER_BINS): $(BIN)/cert-manager-%: $(CERTMANAGER_SRCS)
 certmanager-bins: $(CERTMANAGER_BINS) ## Build the cert-manager launchers into bin/cert-manager-{controller,cainjector,webhook,startupapicheck} (skips when up to date).
 
 .PHONY: test-certmanager
-test-certmanager: certmanager-bins $(HELM) k8s-bins csi-driver-bin ## Run the cert-manager launchers against a real API server behind cert-manager's chart args and RBAC; check both charts' args.
-	cd "$(CERTMANAGER_TOOLS)" && CERT_MANAGER_BIN_DIR="$(BIN)" HELM="$(HELM)" KUBEBUILDER_ASSETS="$(BIN)" \
+# $(BIN)/helm, not $(HELM): this file is read before make/helm.mk defines it.
+test-certmanager: certmanager-bins $(BIN)/helm k8s-bins csi-driver-bin ## Run the cert-manager launchers against a real API server behind cert-manager's chart args and RBAC; check both charts' args.
+	cd "$(CERTMANAGER_TOOLS)" && CERT_MANAGER_BIN_DIR="$(BIN)" HELM="$(BIN)/helm" KUBEBUILDER_ASSETS="$(BIN)" \
 	  $(GO) test -count=1 -v ./...
 
 TEST_TARGETS += test-certmanager
