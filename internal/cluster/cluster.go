@@ -384,7 +384,12 @@ func (c *Cluster) poll(ctx context.Context, what string, cond func(context.Conte
 		if err := c.exited(); err != nil {
 			return false, err
 		}
-		ok, err := cond(ctx)
+		// Each attempt has its own deadline: a request that hangs (seen
+		// once right after a restart: /readyz unanswered for 5 minutes
+		// while the API server was serving) is dropped and tried again.
+		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ok, err := cond(attempt)
+		cancel()
 		if err != nil {
 			last = err
 		}
