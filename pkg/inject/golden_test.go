@@ -5,13 +5,11 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mtls-demo/mtls-webhook/internal/cli"
 	"github.com/mtls-demo/mtls-webhook/internal/podcase"
@@ -106,29 +104,8 @@ func TestPipelineGolden(t *testing.T) {
 			if !out.Injected && len(g.Errors) == 0 && len(g.Verify) == 0 {
 				t.Errorf("case %s is neither injected nor refused: it tests nothing", name)
 			}
-			got, err := yaml.Marshal(g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if *update {
-				if err := os.WriteFile(goldenFile, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(goldenFile)
-			if err != nil {
-				t.Fatalf("%v (run go test ./pkg/inject -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("output differs from %s (-want +got); rerun with -update if the change is intended:\n%s", goldenFile, diff)
-			}
+			podcase.CompareGolden(t, goldenFile, g, *update, "./pkg/inject")
 		})
 	}
-	goldens, _ := filepath.Glob("testdata/*.golden.yaml")
-	sort.Strings(goldens)
-	for _, g := range goldens {
-		if !used[g] {
-			t.Errorf("%s has no input file: delete it or restore its input", g)
-		}
-	}
+	podcase.CheckUnusedGoldens(t, "testdata", used)
 }

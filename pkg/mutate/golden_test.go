@@ -2,15 +2,12 @@ package mutate
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mtls-demo/mtls-webhook/internal/podcase"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
@@ -89,22 +86,7 @@ func TestGolden(t *testing.T) {
 			if diff := cmp.Diff(original, pod); diff != "" {
 				t.Fatalf("Mutate changed its input (-before +after):\n%s", diff)
 			}
-			got, err := yaml.Marshal(g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if *update {
-				if err := os.WriteFile(goldenFile, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(goldenFile)
-			if err != nil {
-				t.Fatalf("%v (run go test ./pkg/mutate -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("output differs from %s (-want +got); rerun with -update if the change is intended:\n%s", goldenFile, diff)
-			}
+			podcase.CompareGolden(t, goldenFile, g, *update, "./pkg/mutate")
 			if res == nil {
 				return
 			}
@@ -129,11 +111,5 @@ func TestGolden(t *testing.T) {
 	if cases < 15 {
 		t.Errorf("only %d golden cases; the contract asks for at least 15", cases)
 	}
-	goldens, _ := filepath.Glob("testdata/*.golden.yaml")
-	sort.Strings(goldens)
-	for _, g := range goldens {
-		if !used[g] {
-			t.Errorf("%s has no input file: delete it or restore its input", g)
-		}
-	}
+	podcase.CheckUnusedGoldens(t, "testdata", used)
 }
