@@ -257,6 +257,10 @@ func (c *Cluster) NodeName() string { return c.opts.NodeName }
 // StateDir is the cluster's state directory (logs in StateDir/logs).
 func (c *Cluster) StateDir() string { return c.opts.StateDir }
 
+// KubeletRootDir is the kubelet's --root-dir: pods' volumes are mounted
+// under it, and the kubelet makes it a shared mount.
+func (c *Cluster) KubeletRootDir() string { return c.path("kubelet") }
+
 // ContainerdSocket is containerd's socket, for ctr --address.
 func (c *Cluster) ContainerdSocket() string { return c.containerdSocket() }
 
@@ -526,7 +530,7 @@ func (c *Cluster) start(ctx context.Context, t0 time.Time) error {
 	if err := c.startProcess("kubelet", c.bin("kubelet"),
 		"--config="+c.path("kubelet-config.yaml"),
 		"--kubeconfig="+kc("kubelet"),
-		"--root-dir="+c.path("kubelet"),
+		"--root-dir="+c.KubeletRootDir(),
 		"--cert-dir="+c.path("kubelet", "pki"),
 		"--hostname-override="+c.opts.NodeName,
 		"--node-ip="+NodeIP,

@@ -120,15 +120,12 @@ func (e *Env) poll(timeout time.Duration, what string, f wait.ConditionWithConte
 	return nil
 }
 
-// kubeletRoot is the node's kubelet --root-dir, where the pods' volumes are.
-func (e *Env) kubeletRoot() string { return filepath.Join(e.Stack.StateDir(), "kubelet") }
-
 // errNoVolume is returned for a pod without the injected volume.
 var errNoVolume = errors.New("no mtls-certs volume")
 
 // volumeDir is where the kubelet mounted a pod's CSI volume on the host.
 func (e *Env) volumeDir(uid string) (string, error) {
-	dir := filepath.Join(e.kubeletRoot(), "pods", uid, "volumes", "kubernetes.io~csi", "mtls-certs", "mount")
+	dir := filepath.Join(e.Stack.KubeletRootDir(), "pods", uid, "volumes", "kubernetes.io~csi", "mtls-certs", "mount")
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("pod %s: %w: %w", uid, errNoVolume, err)
 	}

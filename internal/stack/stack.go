@@ -133,7 +133,7 @@ func Up(ctx context.Context, o Options) (s *Stack, err error) {
 	}
 	s.timings.NetPol = time.Since(t0)
 
-	ao := addons.Options{Images: idx, KubeletRootDir: filepath.Join(c.StateDir(), "kubelet"), Output: o.Log, ModuleRoot: o.RepoRoot}
+	ao := addons.Options{Images: idx, KubeletRootDir: c.KubeletRootDir(), Output: o.Log, ModuleRoot: o.RepoRoot}
 	s.step("cert-manager: its own chart, images built here")
 	if _, err = addons.InstallCertManager(ctx, c.Kubeconfig(), o.BinDir, ao); err != nil {
 		return s, err
