@@ -52,7 +52,6 @@ func run() int {
 	}
 	o.TTY = demo.IsTTY(os.Stdout) && !*plainOut
 	o.Out = os.Stdout
-	o.Env.Progress = os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sum, err := demo.Run(ctx, o)
