@@ -304,6 +304,25 @@ func TestAdmissionConfiguration(t *testing.T) {
 		}
 	})
 	t.Run("the validating webhook sees every pod with a csi.cert-manager.io volume", func(t *testing.T) {
+		// The CEL guard refuses the same pods, and the API server runs the
+		// policies before the webhooks: without its binding for this
+		// subtest, the refusal can only come from the webhook call. (With
+		// it, the result depended on whether the binding was loaded yet.)
+		i := slices.IndexFunc(admission, func(o *unstructured.Unstructured) bool {
+			return o.GetKind() == "ValidatingAdmissionPolicyBinding" && strings.HasSuffix(o.GetName(), "-csi-guard")
+		})
+		if i < 0 {
+			t.Fatal("no -csi-guard ValidatingAdmissionPolicyBinding in the chart")
+		}
+		guard := admission[i]
+		if err := c.Delete(context.Background(), guard.DeepCopy()); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := c.Create(context.Background(), guard.DeepCopy()); err != nil {
+				t.Fatalf("restoring the guard's binding: %v", err)
+			}
+		}()
 		for _, enable := range []string{"", "false"} {
 			eventually(t, "forged volume with enable="+enable+" reaches verify.mtls.demo",
 				refusedWith(c, forgedPod("team-a", enable), `failed calling webhook "verify.mtls.demo"`))
