@@ -17,6 +17,8 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -226,6 +228,59 @@ func createDryRun(c client.Client, pod *corev1.Pod) error {
 	return c.Create(context.Background(), pod.DeepCopy(), client.DryRunAll)
 }
 
+func createObjectDryRun(c client.Client, obj client.Object) error {
+	return c.Create(context.Background(), obj.DeepCopyObject().(client.Object), client.DryRunAll)
+}
+
+func objectRefusedWith(c client.Client, obj client.Object, want string) func() error {
+	return func() error {
+		err := createObjectDryRun(c, obj)
+		if err == nil {
+			return errors.New("object was admitted")
+		}
+		if !strings.Contains(err.Error(), want) {
+			return errors.New("error does not contain " + want + ": " + err.Error())
+		}
+		return nil
+	}
+}
+
+func podTemplate(enable string) corev1.PodTemplateSpec {
+	tpl := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "canary"}},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyOnFailure,
+			Containers:    []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+		},
+	}
+	if enable != "" {
+		tpl.Annotations = map[string]string{"mtls.demo/enable": enable}
+	}
+	return tpl
+}
+
+func deploymentWithTemplate(ns, enable string) *appsv1.Deployment {
+	tpl := podTemplate(enable)
+	tpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "canary", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "canary"}},
+			Template: tpl,
+		},
+	}
+}
+
+func cronJobWithTemplate(ns, enable string) *batchv1.CronJob {
+	return &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "canary", Namespace: ns},
+		Spec: batchv1.CronJobSpec{
+			Schedule:    "@hourly",
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: podTemplate(enable)}},
+		},
+	}
+}
+
 // eventually retries f until it returns nil: webhook configurations and
 // policies take effect when the API server's informers see them.
 func eventually(t *testing.T, what string, f func() error) {
@@ -273,7 +328,10 @@ func TestAdmissionConfiguration(t *testing.T) {
 	ensureNamespace(t, c, "team-a", nil)
 	ensureNamespace(t, c, "opted-out", map[string]string{"mtls.demo/injection": "disabled"})
 
-	objs := chart.Render(t, helm, chart.WebhookChart, chart.Options{Release: release, Namespace: releaseNS})
+	// The workloads webhook fails closed here so that a call to it (to a
+	// Service nobody serves) shows as a refusal.
+	objs := chart.Render(t, helm, chart.WebhookChart, chart.Options{Release: release, Namespace: releaseNS,
+		Set: []string{"workloadValidation.failurePolicy=Fail"}})
 	var admission []*unstructured.Unstructured
 	for _, o := range objs {
 		switch o.GetKind() {
@@ -281,8 +339,8 @@ func TestAdmissionConfiguration(t *testing.T) {
 			admission = append(admission, o)
 		}
 	}
-	if len(admission) != 6 {
-		t.Fatalf("want the MWC, the VWC, two policies and their bindings, got %d objects", len(admission))
+	if len(admission) != 7 {
+		t.Fatalf("want the MWC, the pod and workload VWCs, two policies and their bindings, got %d objects", len(admission))
 	}
 	apply(t, c, admission)
 	// Leave nothing behind for the next test: the policies would answer for
@@ -292,10 +350,35 @@ func TestAdmissionConfiguration(t *testing.T) {
 			_ = c.Delete(context.Background(), o.DeepCopy())
 		}
 	})
-	kind := func(k string) *unstructured.Unstructured {
-		return admission[slices.IndexFunc(admission, func(o *unstructured.Unstructured) bool { return o.GetKind() == k })]
+	named := func(k, name string) *unstructured.Unstructured {
+		i := slices.IndexFunc(admission, func(o *unstructured.Unstructured) bool { return o.GetKind() == k && o.GetName() == name })
+		if i < 0 {
+			t.Fatalf("no %s %s rendered", k, name)
+		}
+		return admission[i]
 	}
-	mwc, vwc := kind("MutatingWebhookConfiguration"), kind("ValidatingWebhookConfiguration")
+	mwc := named("MutatingWebhookConfiguration", "adm-mtls-webhook")
+	vwc := named("ValidatingWebhookConfiguration", "adm-mtls-webhook")
+	wvc := named("ValidatingWebhookConfiguration", "adm-mtls-webhook-workloads")
+
+	t.Run("the workloads webhook selects workloads whose pod template opted in", func(t *testing.T) {
+		called := `failed calling webhook "workloads.mtls.demo"`
+		for _, enable := range []string{"true", "yes"} {
+			eventually(t, "Deployment template enable="+enable, objectRefusedWith(c, deploymentWithTemplate("team-a", enable), called))
+			eventually(t, "CronJob job template enable="+enable, objectRefusedWith(c, cronJobWithTemplate("team-a", enable), called))
+		}
+		for _, enable := range []string{"", "false"} {
+			if err := createObjectDryRun(c, deploymentWithTemplate("team-a", enable)); err != nil {
+				t.Errorf("Deployment with template enable=%q sent to the webhook: %v", enable, err)
+			}
+			if err := createObjectDryRun(c, cronJobWithTemplate("team-a", enable)); err != nil {
+				t.Errorf("CronJob with template enable=%q sent to the webhook: %v", enable, err)
+			}
+		}
+		if err := createObjectDryRun(c, deploymentWithTemplate("kube-system", "true")); err != nil {
+			t.Errorf("kube-system Deployment sent to the webhook: %v", err)
+		}
+	})
 
 	t.Run("webhook selects opted-in pods", func(t *testing.T) {
 		for _, enable := range []string{"true", "yes"} {
@@ -349,7 +432,7 @@ func TestAdmissionConfiguration(t *testing.T) {
 	})
 
 	// From here the webhooks are absent: only the policies guard.
-	for _, o := range []*unstructured.Unstructured{mwc, vwc} {
+	for _, o := range []*unstructured.Unstructured{mwc, vwc, wvc} {
 		if err := c.Delete(context.Background(), o.DeepCopy()); err != nil {
 			t.Fatal(err)
 		}

@@ -73,6 +73,13 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{chart.WebhookChart, "certificates.privateKey.size=2048", "/certificates/privateKey/size"},
 		{chart.WebhookChart, "image.pullPolicy=Sometimes", "/image/pullPolicy"},
 		{chart.WebhookChart, "certManager.namespace=Cert_Manager", "/certManager/namespace"},
+		// The API server refuses a binding with both Deny and Warn.
+		{chart.WebhookChart, "validatingAdmissionPolicy.validationActions={Deny,Warn}", "/validatingAdmissionPolicy/validationActions"},
+		{chart.WebhookChart, "validatingAdmissionPolicy.validationActions={Warn,Deny,Audit}", "/validatingAdmissionPolicy/validationActions"},
+		{chart.WebhookChart, "workloadValidation.failurePolicy=Retry", "/workloadValidation/failurePolicy"},
+		{chart.WebhookChart, "preStopSleepSeconds=-1", "/preStopSleepSeconds"},
+		{chart.WebhookChart, "imageRegistry=https://registry.example.com", "/imageRegistry"},
+		{chart.WebhookChart, "metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"},
 		{chart.DemoChart, "reload=yes", "/reload"},
 		{chart.DemoChart, "useMTLS=1", "/useMTLS"},
 		{chart.DemoChart, "port=0", "/port"},
@@ -103,12 +110,15 @@ func TestTemplateRefusesInconsistentValues(t *testing.T) {
 		set   []string
 		want  string
 	}{
-		{chart.WebhookChart, []string{"config.healthPort=9443"}, "config.port and config.healthPort must differ"},
+		{chart.WebhookChart, []string{"config.healthPort=10250"}, "config.port and config.healthPort must differ"},
 		{chart.WebhookChart, []string{"config.metricsPort=8081"}, "config.metricsPort must differ"},
 		{chart.WebhookChart, []string{"serviceAccount.create=false"}, "serviceAccount.name is required"},
 		{chart.WebhookChart, []string{"config.defaultIssuer=mesh", "config.defaultIssuerKind=ClusterIssuer", "config.issuerCheck=deny"}, "config.allowedIssuers is empty"},
 		{chart.WebhookChart, []string{"config.defaultIssuer=mesh", "config.defaultIssuerKind=ClusterIssuer"}, "the webhook refuses to start"},
 		{chart.WebhookChart, []string{"podDisruptionBudget.minAvailable=null"}, "needs minAvailable or maxUnavailable"},
+		{chart.WebhookChart, []string{"hostNetwork=true"}, "the kubelet already listens on 10250"},
+		{chart.WebhookChart, []string{"preStopSleepSeconds=30"}, "terminationGracePeriodSeconds (30) must exceed preStopSleepSeconds (30)"},
+		{chart.DemoChart, []string{"ingress.enabled=true", "ingress.tlsSecretName=mine"}, "ingress.clientCASecretName is required"},
 		{chart.DemoChart, []string{"frontend.serviceAccount.name=app", "backend.serviceAccount.name=app"}, "distinct service accounts"},
 		{chart.DemoChart, []string{"opsPort=8080"}, "port and opsPort must differ"},
 		{chart.DemoChart, []string{"ingress.enabled=true", "pki.create=false"}, "ingress.enabled needs pki.create"},
@@ -159,7 +169,7 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 	for kind, n := range map[string]int{
 		"Deployment": 1, "Service": 1, "ServiceAccount": 2, "PodDisruptionBudget": 1,
 		"ClusterRole": 1, "ClusterRoleBinding": 1, "Issuer": 2, "Certificate": 2,
-		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 1, "ValidatingAdmissionPolicy": 2,
+		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 2, "ValidatingAdmissionPolicy": 2,
 		"ValidatingAdmissionPolicyBinding": 2, "Namespace": 1, "Role": 1, "RoleBinding": 1, "Pod": 1,
 	} {
 		if len(byKind[kind]) != n {
@@ -177,7 +187,7 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 	}
 	args := toStrings(ctr["args"].([]any))
 	wantArgs := []string{"serve",
-		"--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--port=9443", "--health-addr=:8081",
+		"--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--port=10250", "--health-addr=:8081",
 		"--metrics-addr=:8080", "--default-issuer=", "--default-issuer-kind=Issuer",
 		"--default-issuer-group=cert-manager.io", "--default-duration=24h", "--default-renew-before=8h",
 		"--trust-domain=cluster.local", "--cluster-domain=cluster.local",
@@ -204,7 +214,7 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 		pm := p.(map[string]any)
 		ports[pm["name"].(string)] = pm["containerPort"].(int64)
 	}
-	if ports["https"] != 9443 || ports["healthz"] != 8081 || ports["metrics"] != 8080 {
+	if ports["https"] != 10250 || ports["healthz"] != 8081 || ports["metrics"] != 8080 {
 		t.Errorf("ports = %v", ports)
 	}
 	for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
@@ -221,8 +231,13 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 	if vol["secret"].(map[string]any)["secretName"] != "mtls-mtls-webhook-tls" {
 		t.Errorf("serving cert volume = %v", vol)
 	}
-	if tsc := nested[[]any](t, dep, "spec", "template", "spec", "topologySpreadConstraints"); len(tsc) != 1 {
-		t.Errorf("topologySpreadConstraints = %v", tsc)
+	tsc := nested[[]any](t, dep, "spec", "template", "spec", "topologySpreadConstraints")
+	var keys []string
+	for _, c := range tsc {
+		keys = append(keys, c.(map[string]any)["topologyKey"].(string))
+	}
+	if !slices.Equal(keys, []string{"topology.kubernetes.io/zone", "kubernetes.io/hostname"}) {
+		t.Errorf("topologySpreadConstraints keys = %v, want zone then hostname", keys)
 	}
 
 	// Least privilege: exactly get/list/watch on services and the issuers.
@@ -324,10 +339,13 @@ func TestRenderedDemo(t *testing.T) {
 	if got := envOf(t, find(t, case2, "Deployment", "backend"))["CERT_RELOAD"]; got != "false" {
 		t.Errorf("case 2 CERT_RELOAD = %q", got)
 	}
-	ing := find(t, chart.Render(t, helm, chart.DemoChart, chart.Options{Namespace: "shop", Values: []string{chart.ValuesFile("demo-ingress.yaml")}}), "Ingress", "frontend")
+	ing := find(t, chart.Render(t, helm, chart.DemoChart, chart.Options{Namespace: "shop", Values: []string{chart.ValuesFile("demo-ingress.yaml")}}), "Ingress", "mtls-frontend")
 	ann := ing.GetAnnotations()
+	// The Ingress trusts a Secret without the CA key: its own serving
+	// Secret (ca.crt is the demo root), never pki.caSecretName.
 	if ann["nginx.ingress.kubernetes.io/auth-tls-verify-client"] != "on" ||
-		ann["nginx.ingress.kubernetes.io/auth-tls-secret"] != "shop/demo-ca-tls" ||
+		ann["nginx.ingress.kubernetes.io/auth-tls-secret"] != "shop/mtls-ingress-tls" ||
+		ann["nginx.ingress.kubernetes.io/auth-tls-verify-depth"] != "2" ||
 		ann["nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream"] != "true" {
 		t.Errorf("ingress annotations = %v", ann)
 	}

@@ -70,11 +70,32 @@ ServiceAccount name.
 Container image reference: digest wins over tag, tag defaults to appVersion.
 */}}
 {{- define "mtls-webhook.image" -}}
+{{- $repo := include "mtls-webhook.withRegistry" (dict "ref" .Values.image.repository "registry" .Values.imageRegistry) -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+withRegistry puts an image reference under imageRegistry: the reference's
+own registry host (its first path element when that holds a "." or ":" or
+is "localhost") is replaced; a reference without one (docker.io short form)
+gets the registry prepended. An empty registry leaves the reference alone.
+Usage: include "mtls-webhook.withRegistry" (dict "ref" "ghcr.io/a/b:1" "registry" "r.example.com")
+*/}}
+{{- define "mtls-webhook.withRegistry" -}}
+{{- $ref := .ref -}}
+{{- if .registry -}}
+{{- $parts := splitList "/" $ref -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $ref = join "/" (rest $parts) -}}
+{{- end -}}
+{{- $ref = printf "%s/%s" (trimSuffix "/" .registry) $ref -}}
+{{- end -}}
+{{- $ref -}}
 {{- end -}}
 
 {{/*
@@ -120,12 +141,27 @@ matchExpressions:
     operator: NotIn
     values:
       - disabled
+{{- with .Values.extraNamespaceSelectorExpressions }}
+{{ toYaml . | indent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/*
 Input checks the schema cannot express.
 */}}
 {{- define "mtls-webhook.validate" -}}
+{{- if eq .Release.Namespace "default" -}}
+{{- fail "the release namespace is \"default\": mtls-webhook never injects pods in its own namespace (so that it can always start), which would leave every opted-in pod in default without mTLS; install into a namespace of its own: helm install ... --namespace mtls-system --create-namespace" -}}
+{{- end -}}
+{{- if and (has "Deny" .Values.validatingAdmissionPolicy.validationActions) (has "Warn" .Values.validatingAdmissionPolicy.validationActions) -}}
+{{- fail "validatingAdmissionPolicy.validationActions has both Deny and Warn: the API server allows one of them (Deny refuses, Warn only warns), optionally with Audit" -}}
+{{- end -}}
+{{- if and .Values.hostNetwork (eq (int .Values.config.port) 10250) -}}
+{{- fail "hostNetwork is true and config.port is 10250: on the node's network the kubelet already listens on 10250; set config.port to a free port such as 10260 (and open it from the control plane)" -}}
+{{- end -}}
+{{- if and (gt (int .Values.preStopSleepSeconds) 0) (le (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds)) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds (%v): the kubelet kills the webhook when the grace period ends, so it would never shut down cleanly" .Values.terminationGracePeriodSeconds .Values.preStopSleepSeconds) -}}
+{{- end -}}
 {{- if and (eq .Values.config.defaultIssuerKind "ClusterIssuer") (not .Values.config.allowedIssuers) -}}
 {{- fail "config.defaultIssuerKind is ClusterIssuer, but config.allowedIssuers is empty (which allows no ClusterIssuer): every pod relying on the default would be refused, so the webhook refuses to start; add \"ClusterIssuer/<name>\" to config.allowedIssuers" -}}
 {{- end -}}

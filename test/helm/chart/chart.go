@@ -84,6 +84,13 @@ func TemplateOutput(helmBin, chartName string, opts Options) ([]byte, error) {
 	return helmchart.Template(helmBin, Dir(chartName), helmchart.Options(opts))
 }
 
+// TemplateDirOutput is TemplateOutput for a chart at dir, such as a copy of
+// one of the charts.
+func TemplateDirOutput(helmBin, dir string, opts Options) ([]byte, error) {
+	opts = opts.withDefaults()
+	return helmchart.Template(helmBin, dir, helmchart.Options(opts))
+}
+
 // Decode splits a multi-document YAML stream into objects, dropping empty
 // documents.
 func Decode(manifest []byte) ([]*unstructured.Unstructured, error) { return helmchart.Decode(manifest) }
