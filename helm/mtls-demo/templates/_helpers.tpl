@@ -25,6 +25,10 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{- define "mtls-demo.rootCAName" -}}
+{{- printf "%s-root-ca" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "mtls-demo.clusterIssuerName" -}}
 {{- default (printf "%s-%s-selfsigned" .Release.Name .Release.Namespace) .Values.pki.clusterIssuerName | trunc 253 -}}
 {{- end -}}
