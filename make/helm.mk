@@ -17,3 +17,7 @@ test-helm: $(HELM) k8s-bins ## Test the Helm charts: lint, schema, render, apply
 	HELM=$(HELM) KUBEBUILDER_ASSETS=$(BIN) $(GO) test -count=1 ./test/helm/...
 
 TEST_TARGETS += test-helm
+
+.PHONY: helm-docs
+helm-docs: ## Rewrite the values tables of helm/README.md from the values.yaml comments (test-helm checks they match).
+	$(GO) run ./hack/helmdocs

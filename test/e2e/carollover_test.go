@@ -1,0 +1,237 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+var certificates = schema.GroupVersionResource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}
+
+// TestCARolloverUnderLoad renews the demo's CAs while the load client
+// calls frontend -> backend over mTLS, and counts the requests that failed:
+//
+//   - the root CA is renewed: rotationPolicy Never keeps its key, so
+//     certificates chained to the old root certificate verify against the new
+//     one;
+//   - the issuing CA is renewed, which rotates its key: pods send leaf +
+//     issuing CA and trust only the root, so while one app already holds a
+//     leaf from the new key and the other still one from the old, they keep
+//     trusting each other.
+//
+// The goal, and the assertion, is failed=0.
+func TestCARolloverUnderLoad(t *testing.T) {
+	ctx := ctxFor(t, 12*time.Minute)
+	ns := "e2e-ca-rollover"
+	// Leaves renew 90 s after issuance, so both apps pick up the new issuing
+	// key within a minute and a half, at different moments.
+	installDemo(t, ns, "pki.certDuration=5m", "pki.certRenewBefore=3m30s")
+	root, issuing := "mtls-demo-root-ca", "demo-ca"
+	rootSecret, issuingSecret := "mtls-demo-root-ca", "demo-ca-tls"
+
+	// About four minutes of requests (every 200 ms), enough for both
+	// renewals and for both apps' leaves to follow.
+	load := clientPod(ns, "rollover-load", "https://frontend-svc:8080", 1200, true)
+	created, err := kube.CoreV1().Pods(ns).Create(ctx, load, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePod(ns, created.Name) })
+	time.Sleep(20 * time.Second)
+
+	rootBefore := secretCert(ctx, t, ns, rootSecret)
+	renewCertificate(ctx, t, ns, root)
+	rootAfter := waitNewCert(ctx, t, ns, rootSecret, rootBefore)
+	if !bytes.Equal(rootBefore.RawSubjectPublicKeyInfo, rootAfter.RawSubjectPublicKeyInfo) {
+		t.Errorf("root CA renewal changed its key: rotationPolicy Never should keep it")
+	}
+	t.Logf("root CA renewed: serial %s -> %s, same key", rootBefore.SerialNumber, rootAfter.SerialNumber)
+
+	issBefore := secretCert(ctx, t, ns, issuingSecret)
+	renewCertificate(ctx, t, ns, issuing)
+	issAfter := waitNewCert(ctx, t, ns, issuingSecret, issBefore)
+	if bytes.Equal(issBefore.RawSubjectPublicKeyInfo, issAfter.RawSubjectPublicKeyInfo) {
+		t.Fatalf("issuing CA renewal kept its key: the rotation under test did not happen")
+	}
+	rotated := time.Now()
+	t.Logf("issuing CA renewed with a new key: serial %s -> %s", issBefore.SerialNumber, issAfter.SerialNumber)
+
+	// Both apps' leaves must come from the new issuing key while the load
+	// runs; the moments they switched show the mixed window.
+	switched := map[string]time.Time{}
+	err = wait.PollUntilContextCancel(ctx, 3*time.Second, true, func(ctx context.Context) (bool, error) {
+		for sa, at := range leavesFrom(ctx, ns, issAfter.SubjectKeyId) {
+			if _, ok := switched[sa]; !ok {
+				switched[sa] = at
+			}
+		}
+		_, f := switched["frontend"]
+		_, b := switched["backend"]
+		return f && b, nil
+	})
+	if err != nil {
+		t.Fatalf("apps holding a leaf from the new issuing key: %v after %s: %v", keys(switched), time.Since(rotated).Round(time.Second), err)
+	}
+	gap := switched["frontend"].Sub(switched["backend"]).Abs()
+	t.Logf("leaves from the new issuing key: frontend at +%s, backend at +%s (mixed generations for %s)",
+		switched["frontend"].Sub(rotated).Round(time.Second), switched["backend"].Sub(rotated).Round(time.Second), gap.Round(time.Second))
+
+	res := waitTerminated(ctx, t, created)
+	m := regexp.MustCompile(`summary: sent=(\d+) ok=(\d+) failed=(\d+)`).FindStringSubmatch(res.logs)
+	if m == nil {
+		t.Fatalf("load client printed no summary (exit %d):\n%s", res.exitCode, tail(res.logs, 20))
+	}
+	ok, _ := strconv.Atoi(m[2])
+	failed, _ := strconv.Atoi(m[3])
+	t.Logf("ca-rollover: requests ok=%d failed=%d (root renewed, issuing CA key rotated, both leaves re-issued)", ok, failed)
+	if failed != 0 || ok == 0 || res.exitCode != 0 {
+		t.Errorf("requests during the CA rollover: ok=%d failed=%d exit=%d, want failed=0:\n%s", ok, failed, res.exitCode, failures(res.logs))
+	}
+	// The client must have been running when the second app switched, or
+	// the mixed window was never under load.
+	if p, err := kube.CoreV1().Pods(ns).Get(ctx, created.Name, metav1.GetOptions{}); err == nil {
+		for _, cs := range p.Status.ContainerStatuses {
+			if term := cs.State.Terminated; term != nil && term.FinishedAt.Time.Before(maxTime(switched["frontend"], switched["backend"])) {
+				t.Errorf("load ended at %s, before both apps switched issuing keys: the mixed window was not under load", term.FinishedAt.Time.Format(time.RFC3339))
+			}
+		}
+	}
+}
+
+// renewCertificate asks cert-manager to re-issue a Certificate now, as
+// `cmctl renew` does: an Issuing condition in its status.
+func renewCertificate(ctx context.Context, t *testing.T, ns, name string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		crt, err := dyn.Resource(certificates).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		conds, _, _ := unstructured.NestedSlice(crt.Object, "status", "conditions")
+		conds = append(conds, map[string]any{
+			"type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
+			"message":            "re-issued by the e2e CA rollover test",
+			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		})
+		if err := unstructured.SetNestedSlice(crt.Object, conds, "status", "conditions"); err != nil {
+			return false, err
+		}
+		_, err = dyn.Resource(certificates).Namespace(ns).UpdateStatus(ctx, crt, metav1.UpdateOptions{})
+		return err == nil, nil // a conflict: read again
+	})
+	if err != nil {
+		t.Fatalf("renew Certificate %s/%s: %v", ns, name, err)
+	}
+}
+
+func secretCert(ctx context.Context, t *testing.T, ns, name string) *x509.Certificate {
+	t.Helper()
+	sec, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("secret %s/%s: %v", ns, name, err)
+	}
+	c, err := firstCert(sec.Data["tls.crt"])
+	if err != nil {
+		t.Fatalf("secret %s/%s tls.crt: %v", ns, name, err)
+	}
+	return c
+}
+
+func waitNewCert(ctx context.Context, t *testing.T, ns, name string, old *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	var cur *x509.Certificate
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		sec, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		c, err := firstCert(sec.Data["tls.crt"])
+		if err != nil {
+			return false, nil
+		}
+		cur = c
+		return c.SerialNumber.Cmp(old.SerialNumber) != 0, nil
+	})
+	if err != nil {
+		t.Fatalf("secret %s/%s still holds serial %s: %v", ns, name, old.SerialNumber, err)
+	}
+	return cur
+}
+
+// leavesFrom maps each service account of the namespace (from the SPIFFE
+// ID) to the creation time of its first CertificateRequest whose
+// certificate the issuing key with subject key id ski signed.
+func leavesFrom(ctx context.Context, ns string, ski []byte) map[string]time.Time {
+	out := map[string]time.Time{}
+	crs, err := dyn.Resource(certificateRequests).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return out
+	}
+	for _, cr := range crs.Items {
+		b64, _, _ := unstructured.NestedString(cr.Object, "status", "certificate")
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			continue
+		}
+		c, err := firstCert(raw)
+		if err != nil || !bytes.Equal(c.AuthorityKeyId, ski) {
+			continue
+		}
+		for _, u := range c.URIs {
+			if i := strings.LastIndex(u.Path, "/sa/"); i >= 0 {
+				sa := u.Path[i+len("/sa/"):]
+				at := cr.GetCreationTimestamp().Time
+				if prev, ok := out[sa]; !ok || at.Before(prev) {
+					out[sa] = at
+				}
+			}
+		}
+	}
+	return out
+}
+
+func firstCert(pemBytes []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, fmt.Errorf("no PEM block")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+func keys(m map[string]time.Time) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// failures returns the client's summary with its failure reasons.
+func failures(logs string) string {
+	if i := strings.LastIndex(logs, "summary:"); i >= 0 {
+		return logs[i:]
+	}
+	return tail(logs, 20)
+}
