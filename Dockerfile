@@ -29,7 +29,7 @@ LABEL org.opencontainers.image.title="mtls-webhook" \
       org.opencontainers.image.source="https://github.com/mtls-demo/mtls-webhook"
 COPY --from=build /out/mtls-webhook /mtls-webhook
 USER 65532:65532
-# 9443 admission HTTPS, 8081 /healthz and /readyz, 8080 metrics (chart defaults).
-EXPOSE 9443 8081 8080
+# 10250 admission HTTPS, 8081 /healthz and /readyz, 8080 metrics (chart defaults).
+EXPOSE 10250 8081 8080
 ENTRYPOINT ["/mtls-webhook"]
 CMD ["serve"]

@@ -142,8 +142,8 @@ func TestWebhookImage(t *testing.T) {
 			t.Errorf("label %s = %q, want %q", k, c.Labels[k], v)
 		}
 	}
-	if _, ok := c.ExposedPorts["9443/tcp"]; !ok {
-		t.Errorf("exposed ports %v lack 9443/tcp", c.ExposedPorts)
+	if _, ok := c.ExposedPorts["10250/tcp"]; !ok {
+		t.Errorf("exposed ports %v lack 10250/tcp", c.ExposedPorts)
 	}
 
 	hdrs, data := layerFiles(t, img)

@@ -102,7 +102,7 @@ func (o *ServeOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.CertName, "cert-name", "tls.crt", "serving certificate file in --cert-dir")
 	fs.StringVar(&o.KeyName, "key-name", "tls.key", "serving key file in --cert-dir")
 	fs.StringVar(&o.Host, "host", "", "address the HTTPS admission endpoint binds to (empty: all)")
-	fs.IntVar(&o.Port, "port", 9443, "port of the HTTPS admission endpoint")
+	fs.IntVar(&o.Port, "port", 10250, "port of the HTTPS admission endpoint (10250: the node port firewalled control planes such as GKE private clusters can reach)")
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz (0 disables)")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus /metrics endpoint (0 disables)")
 	fs.StringVar(&o.IssuerCheck, "issuer-check", string(webhook.IssuerCheckWarn), "when a pod's issuer is missing or not Ready: warn, deny or off")

@@ -110,7 +110,7 @@ type Spec struct {
 	User        string   `json:"user"`
 	Env         []string `json:"env,omitempty"`
 	WorkingDir  string   `json:"workingDir"`
-	// Ports are exposed ports, "9443/tcp".
+	// Ports are exposed ports, "10250/tcp".
 	Ports []string `json:"ports,omitempty"`
 	// Project is true for the images this repository publishes (webhook,
 	// demo apps), whose registry, tag and version come from make.
@@ -235,7 +235,7 @@ func Specs(o Options) []Spec {
 	return []Spec{
 		project(Webhook, "./cmd/webhook", "/mtls-webhook", "mtls-webhook",
 			"Mutating admission webhook injecting cert-manager csi-driver mTLS volumes",
-			[]string{"serve"}, "8080/tcp", "8081/tcp", "9443/tcp"),
+			[]string{"serve"}, "8080/tcp", "8081/tcp", "10250/tcp"),
 		project(DemoBackend, "./demo-apps/backend", "/app", "mtls-demo-backend", "", nil, "8080/tcp"),
 		project(DemoFrontend, "./demo-apps/frontend", "/app", "mtls-demo-frontend", "", nil, "8080/tcp"),
 		project(DemoClient, "./demo-apps/client", "/app", "mtls-demo-client", "", nil, "8080/tcp"),
