@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/tlsprofile"
 )
 
 // Observer receives the events worth counting. The app package implements it
@@ -199,18 +201,22 @@ func (s *Source) Run(ctx context.Context) error {
 // tls.RequireAndVerifyClientCert: the standard check would refuse the same
 // peers, but its errors only reach a log line, while ours are classified for
 // the handshake-failure metric.
+//
+// Versions and cipher suites are the intermediate profile of package
+// tlsprofile, on both configurations (the outer one only answers a client
+// that GetConfigForClient could not).
 func (s *Source) ServerConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
+	c := &tls.Config{
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return s.cur.Load().server, nil
 		},
 	}
+	tlsprofile.Apply(c)
+	return c
 }
 
 func (s *Source) serverConfigFor(b *Bundle) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
+	c := &tls.Config{
 		Certificates: []tls.Certificate{*b.cert},
 		ClientCAs:    b.Roots,
 		ClientAuth:   tls.RequestClientCert,
@@ -222,6 +228,8 @@ func (s *Source) serverConfigFor(b *Bundle) *tls.Config {
 		// middle of a handshake cannot pair one CA set with another.
 		VerifyConnection: func(cs tls.ConnectionState) error { return s.verifyClient(cs, b.Roots) },
 	}
+	tlsprofile.Apply(c)
+	return c
 }
 
 // ErrNoClientCertificate is returned to a client that sent no certificate.
@@ -243,8 +251,7 @@ func (s *Source) ClientConfig(serverName string) (*tls.Config, error) {
 	if serverName == "" {
 		return nil, errors.New("mtls: server name required to verify the server")
 	}
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
+	c := &tls.Config{
 		InsecureSkipVerify: true, // verification happens in VerifyConnection
 		NextProtos:         []string{"http/1.1"},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -257,7 +264,9 @@ func (s *Source) ClientConfig(serverName string) (*tls.Config, error) {
 			}
 			return s.verifyPeer(cs.PeerCertificates, s.cur.Load().Roots, x509.ExtKeyUsageServerAuth, serverName, "server")
 		},
-	}, nil
+	}
+	tlsprofile.Apply(c)
+	return c, nil
 }
 
 func (s *Source) verifyPeer(chain []*x509.Certificate, roots *x509.CertPool, usage x509.ExtKeyUsage, name, role string) error {

@@ -30,6 +30,7 @@ import (
 	"github.com/mtls-demo/mtls-webhook/internal/podnet"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
+	"github.com/mtls-demo/mtls-webhook/pkg/tlsprofile"
 )
 
 // ReleaseOptions choose how helm/mtls-demo is installed.
@@ -423,14 +424,17 @@ func (r *Release) PodTLS(p PodInfo) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{RootCAs: r.CAPool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	cfg := &tls.Config{RootCAs: r.CAPool, Certificates: []tls.Certificate{cert}}
+	tlsprofile.Apply(cfg)
+	return cfg, nil
 }
 
 // RogueTLS is a client TLS configuration that trusts the demo CA (so it
 // can verify the server) and presents no certificate, or, with
 // impersonate set, a certificate for that SPIFFE ID from a CA of its own.
 func (r *Release) RogueTLS(impersonate string) (*tls.Config, error) {
-	cfg := &tls.Config{RootCAs: r.CAPool, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: r.CAPool}
+	tlsprofile.Apply(cfg)
 	if impersonate == "" {
 		return cfg, nil
 	}

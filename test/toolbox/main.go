@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/internal/podnet"
+	"github.com/mtls-demo/mtls-webhook/pkg/tlsprofile"
 )
 
 // version is stamped by the image builder (-X main.version).
@@ -91,7 +92,8 @@ func fetch(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fetch: want exactly one URL")
 		return 2
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: *insecure} //nolint:gosec // -k, as curl's, for rogue clients that must be refused by the server
+	tlsCfg := &tls.Config{InsecureSkipVerify: *insecure} //nolint:gosec // -k, as curl's, for rogue clients that must be refused by the server
+	tlsprofile.Apply(tlsCfg)
 	if *caFile != "" {
 		pem, err := os.ReadFile(*caFile)
 		if err != nil {
