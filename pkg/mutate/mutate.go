@@ -74,6 +74,28 @@ const (
 	AttrFSGroup     = "csi.cert-manager.io/fs-group"
 )
 
+// meshProxies are the containers service meshes add to a pod, by name:
+// Istio's istio-proxy sidecar and its istio-init and istio-validation init
+// containers, Linkerd's linkerd-proxy sidecar and its linkerd-init and
+// linkerd-network-validator init containers. Mutating webhooks run in name
+// order, so istio-sidecar-injector and linkerd-proxy-injector have usually
+// added them before this webhook sees the pod.
+//
+// A proxy gets its own certificate from its mesh, runs as its own user
+// (istio-proxy as 1337:1337, linkerd-proxy as 2102) and has no use for the
+// files. So when mtls.demo/containers is not set, a proxy is not selected,
+// and with that it does not take part in the one-group rule of fsGroup
+// either, which it would otherwise fail. Naming a proxy in
+// mtls.demo/containers selects it like any other container.
+var meshProxies = []string{
+	"istio-proxy", "istio-init", "istio-validation",
+	"linkerd-proxy", "linkerd-init", "linkerd-network-validator",
+}
+
+// IsMeshProxy reports whether name is one of the service-mesh containers
+// that are not selected by default.
+func IsMeshProxy(name string) bool { return slices.Contains(meshProxies, name) }
+
 // DemoImageGroup is the group the demo images run as (distroless nonroot,
 // 65532, in demo-apps/Dockerfile). When mtls.demo/app swaps in a demo image and the pod
 // names no group of its own, the certificate files are made readable by it.
@@ -165,8 +187,8 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 		}
 	}
 
-	for _, i := range targets {
-		errs = append(errs, checkMountConflict(&out.Spec.Containers[i], cfg.MountPath)...)
+	for _, tg := range targets {
+		errs = append(errs, checkMountConflict(tg.container(out), cfg.MountPath)...)
 	}
 
 	image := ""
@@ -179,6 +201,11 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	if cfg.App != "" && image == "" {
 		errs = append(errs, field.Invalid(annotations.PathFor(annotations.App), cfg.App,
 			fmt.Sprintf("this webhook has no image for the %s role; start it with --%s-image", cfg.App, cfg.App)))
+	}
+	if image != "" && len(targets) > 0 && !slices.ContainsFunc(targets, func(tg target) bool { return !tg.init }) {
+		errs = append(errs, field.Invalid(annotations.PathFor(annotations.App), cfg.App, fmt.Sprintf(
+			"the %s demo image replaces the image of a selected container, but %s selects native sidecars only; add the app's container to it",
+			cfg.App, annotations.Containers)))
 	}
 	gid, warning, el := fsGroup(out, cfg, targets, image != "")
 	errs = append(errs, el...)
@@ -219,8 +246,8 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	}
 
 	env := injectedEnv(cfg)
-	for _, i := range targets {
-		c := &out.Spec.Containers[i]
+	for _, tg := range targets {
+		c := tg.container(out)
 		upsertMount(c, corev1.VolumeMount{Name: VolumeName, MountPath: cfg.MountPath, ReadOnly: true})
 		for _, e := range env {
 			if w := upsertEnv(c, e); w != "" {
@@ -230,7 +257,7 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 	}
 
 	if image != "" {
-		c := &out.Spec.Containers[appTarget(out, targets)]
+		c := appTarget(out, targets)
 		if c.Image != image {
 			warnings = append(warnings, fmt.Sprintf("container %s: image %s replaced by the %s demo image %s (%s)",
 				c.Name, c.Image, cfg.App, image, annotations.App))
@@ -276,8 +303,8 @@ func withoutOwnID(uris []string, id annotations.Identity) []string {
 }
 
 // copyForMutation copies exactly what Mutate may change (the annotations,
-// the volume and container lists, each container's env and mounts) and
-// shares the rest with pod. Admission sees every pod create, and a full deep
+// the volume, container and init container lists, each container's env and
+// mounts, and those of each native sidecar) and shares the rest with pod. Admission sees every pod create, and a full deep
 // copy was a tenth of the handler's time.
 func copyForMutation(pod *corev1.Pod) *corev1.Pod {
 	out := *pod
@@ -288,6 +315,15 @@ func copyForMutation(pod *corev1.Pod) *corev1.Pod {
 		c := &out.Spec.Containers[i]
 		c.Env = slices.Clone(c.Env)
 		c.VolumeMounts = slices.Clone(c.VolumeMounts)
+	}
+	if len(pod.Spec.InitContainers) > 0 {
+		out.Spec.InitContainers = slices.Clone(pod.Spec.InitContainers)
+		for i := range out.Spec.InitContainers {
+			if c := &out.Spec.InitContainers[i]; isNativeSidecar(c) {
+				c.Env = slices.Clone(c.Env)
+				c.VolumeMounts = slices.Clone(c.VolumeMounts)
+			}
+		}
 	}
 	return &out
 }
@@ -339,7 +375,7 @@ func keyUsages(alg string) string {
 // container runs as; else the demo image's group when one is swapped in.
 // With none of these only root can read tls.key, which is worth a warning
 // when a selected container is known to run as another user.
-func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []int, demoImage bool) (*int64, string, field.ErrorList) {
+func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []target, demoImage bool) (*int64, string, field.ErrorList) {
 	psc := pod.Spec.SecurityContext
 	if cfg.FSGroup != nil {
 		return cfg.FSGroup, groupMismatch(pod, psc, targets, *cfg.FSGroup), nil
@@ -349,21 +385,21 @@ func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []int, demoImage b
 	}
 	var (
 		group *int64
-		from  int
+		from  *corev1.Container
 	)
-	for _, i := range targets {
-		c := &pod.Spec.Containers[i]
+	for _, tg := range targets {
+		c := tg.container(pod)
 		g := effectiveRunAsGroup(psc, c)
 		if g == nil {
 			continue
 		}
 		if group != nil && *group != *g {
 			return nil, "", field.ErrorList{field.Invalid(
-				field.NewPath("spec", "containers").Index(i).Child("securityContext", "runAsGroup"), *g,
+				tg.path().Child("securityContext", "runAsGroup"), *g,
 				fmt.Sprintf("container %s runs as group %d and container %s as group %d, but the certificate files can belong to one group only; set spec.securityContext.fsGroup (every container gets it) or %s",
-					c.Name, *g, pod.Spec.Containers[from].Name, *group, annotations.FSGroup))}
+					c.Name, *g, from.Name, *group, annotations.FSGroup))}
 		}
-		group, from = g, i
+		group, from = g, c
 	}
 	switch {
 	case group != nil && *group != 0:
@@ -371,8 +407,8 @@ func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []int, demoImage b
 	case group == nil && demoImage:
 		return new(DemoImageGroup), "", nil
 	}
-	for _, i := range targets {
-		c := &pod.Spec.Containers[i]
+	for _, tg := range targets {
+		c := tg.container(pod)
 		if runsAsNonRoot(psc, c) {
 			return nil, fmt.Sprintf("container %s runs as a non-root user, but no group is set that may read the certificate: only root can read %s; set spec.securityContext.fsGroup or %s",
 				c.Name, KeyFile, annotations.FSGroup), nil
@@ -384,12 +420,12 @@ func fsGroup(pod *corev1.Pod, cfg annotations.Config, targets []int, demoImage b
 // groupMismatch warns when mtls.demo/fs-group names a group that a selected
 // container, known to run as non-root, is not in: neither its runAsGroup
 // nor the pod's fsGroup or supplementalGroups.
-func groupMismatch(pod *corev1.Pod, psc *corev1.PodSecurityContext, targets []int, gid int64) string {
+func groupMismatch(pod *corev1.Pod, psc *corev1.PodSecurityContext, targets []target, gid int64) string {
 	if psc != nil && ((psc.FSGroup != nil && *psc.FSGroup == gid) || slices.Contains(psc.SupplementalGroups, gid)) {
 		return ""
 	}
-	for _, i := range targets {
-		c := &pod.Spec.Containers[i]
+	for _, tg := range targets {
+		c := tg.container(pod)
 		g := effectiveRunAsGroup(psc, c)
 		if g != nil && *g != gid && runsAsNonRoot(psc, c) {
 			return fmt.Sprintf("%s is %d, but container %s runs as group %d without it: it cannot read %s; use its group, or add %d to spec.securityContext.supplementalGroups",
@@ -455,32 +491,88 @@ func DeriveDNSNames(pod *corev1.Pod, services []corev1.Service, clusterDomain st
 	return names
 }
 
-// selectContainers returns the indexes of the containers to inject.
-func selectContainers(pod *corev1.Pod, cfg annotations.Config) ([]int, field.ErrorList) {
+// target is a container that gets the mount and the env: one of the pod's
+// containers, or a native sidecar (an init container with restartPolicy
+// Always, which keeps running next to the containers).
+type target struct {
+	init bool // InitContainers[i], else Containers[i]
+	i    int
+}
+
+func (tg target) container(pod *corev1.Pod) *corev1.Container {
+	if tg.init {
+		return &pod.Spec.InitContainers[tg.i]
+	}
+	return &pod.Spec.Containers[tg.i]
+}
+
+func (tg target) path() *field.Path {
+	if tg.init {
+		return field.NewPath("spec", "initContainers").Index(tg.i)
+	}
+	return field.NewPath("spec", "containers").Index(tg.i)
+}
+
+// isNativeSidecar reports whether an init container is a native sidecar:
+// started before the containers and kept running with them.
+func isNativeSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// selectContainers returns the containers to inject. Without
+// mtls.demo/containers these are the pod's containers except the mesh
+// proxies (see meshProxies); with it, exactly the containers it names, which
+// may include native sidecars but no init container that runs to completion.
+func selectContainers(pod *corev1.Pod, cfg annotations.Config) ([]target, field.ErrorList) {
 	if cfg.Containers == nil {
-		idx := make([]int, len(pod.Spec.Containers))
-		for i := range idx {
-			idx[i] = i
+		var targets []target
+		for i, c := range pod.Spec.Containers {
+			if !IsMeshProxy(c.Name) {
+				targets = append(targets, target{i: i})
+			}
 		}
-		return idx, nil
+		if len(targets) == 0 {
+			return nil, field.ErrorList{field.Required(annotations.PathFor(annotations.Containers), fmt.Sprintf(
+				"the pod's containers (%s) are all service-mesh proxies, which get the certificate only when named; name the containers that need it",
+				containerNames(pod.Spec.Containers)))}
+		}
+		return targets, nil
 	}
 	var (
-		idx  []int
-		errs field.ErrorList
+		targets []target
+		errs    field.ErrorList
 	)
 	for _, name := range cfg.Containers {
-		i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == name })
-		if i >= 0 {
-			idx = append(idx, i)
+		if i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == name }); i >= 0 {
+			targets = append(targets, target{i: i})
 			continue
 		}
-		detail := "no container of that name; the pod's containers are: " + containerNames(pod.Spec.Containers)
-		if slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == name }) {
-			detail = "is an init container; only regular containers can be injected (" + containerNames(pod.Spec.Containers) + ")"
+		i := slices.IndexFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == name })
+		switch {
+		case i >= 0 && isNativeSidecar(&pod.Spec.InitContainers[i]):
+			targets = append(targets, target{init: true, i: i})
+		case i >= 0:
+			errs = append(errs, field.Invalid(annotations.PathFor(annotations.Containers), name,
+				"is an init container, which runs once before the containers start and never sees a renewed certificate; "+
+					"only containers and native sidecars (init containers with restartPolicy: Always) can be named: "+selectable(pod)))
+		default:
+			errs = append(errs, field.Invalid(annotations.PathFor(annotations.Containers), name,
+				"no container of that name; the pod's containers are: "+selectable(pod)))
 		}
-		errs = append(errs, field.Invalid(annotations.PathFor(annotations.Containers), name, detail))
 	}
-	return idx, errs
+	return targets, errs
+}
+
+// selectable lists the names mtls.demo/containers accepts: the containers,
+// then the native sidecars, marked as such.
+func selectable(pod *corev1.Pod) string {
+	names := containerNames(pod.Spec.Containers)
+	for i := range pod.Spec.InitContainers {
+		if c := &pod.Spec.InitContainers[i]; isNativeSidecar(c) {
+			names += ", " + c.Name + " (native sidecar)"
+		}
+	}
+	return names
 }
 
 func containerNames(cs []corev1.Container) string {
@@ -493,16 +585,24 @@ func containerNames(cs []corev1.Container) string {
 
 // appTarget picks the container whose image becomes the demo image:
 // kubectl's default container when it is selected, else the first selected
-// container.
-func appTarget(pod *corev1.Pod, targets []int) int {
-	if def := pod.Annotations[DefaultContainerAnnotation]; def != "" {
-		for _, i := range targets {
-			if pod.Spec.Containers[i].Name == def {
-				return i
-			}
+// container. Native sidecars are never picked; Mutate refuses a selection
+// without a container.
+func appTarget(pod *corev1.Pod, targets []target) *corev1.Container {
+	def := pod.Annotations[DefaultContainerAnnotation]
+	var first *corev1.Container
+	for _, tg := range targets {
+		if tg.init {
+			continue
+		}
+		c := tg.container(pod)
+		if def != "" && c.Name == def {
+			return c
+		}
+		if first == nil {
+			first = c
 		}
 	}
-	return targets[0]
+	return first
 }
 
 func isOurVolume(v corev1.Volume) bool {
@@ -564,13 +664,17 @@ func upsertEnv(c *corev1.Container, e corev1.EnvVar) string {
 
 // configHash fingerprints what was injected, so the status annotation shows
 // whether two pods got the same certificate setup.
-func configHash(attrs map[string]string, pod *corev1.Pod, targets []int, env []corev1.EnvVar, image string) string {
+func configHash(attrs map[string]string, pod *corev1.Pod, targets []target, env []corev1.EnvVar, image string) string {
 	buf := make([]byte, 0, 1024)
 	for _, k := range slices.Sorted(maps.Keys(attrs)) {
 		buf = append(append(append(append(buf, k...), '='), attrs[k]...), '\n')
 	}
-	for _, i := range targets {
-		buf = append(append(append(buf, "container="...), pod.Spec.Containers[i].Name...), '\n')
+	for _, tg := range targets {
+		kind := "container="
+		if tg.init {
+			kind = "initContainer="
+		}
+		buf = append(append(append(buf, kind...), tg.container(pod).Name...), '\n')
 	}
 	for _, e := range env {
 		buf = append(append(append(append(append(buf, "env="...), e.Name...), '='), e.Value...), '\n')

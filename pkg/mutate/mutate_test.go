@@ -1,9 +1,11 @@
 package mutate
 
 import (
+	"strings"
 	"testing"
 
 	csiapi "github.com/cert-manager/csi-driver/pkg/apis/v1alpha1"
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -92,5 +94,110 @@ func TestInjectedEnvIsWhatTheDemoAppsRead(t *testing.T) {
 	if CertFile != pki.CertName || KeyFile != pki.KeyName || CAFile != pki.CAName {
 		t.Errorf("file names %s/%s/%s differ from the driver layout the demo uses (%s/%s/%s)",
 			CertFile, KeyFile, CAFile, pki.CertName, pki.KeyName, pki.CAName)
+	}
+}
+
+// nativeSidecarPod has a plain init container, a native sidecar and the
+// app's container.
+func nativeSidecarPod(ann map[string]string) *corev1.Pod {
+	always := corev1.ContainerRestartPolicyAlways
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Annotations: ann},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{
+				{Name: "migrate", Image: "m"},
+				{Name: "tls-proxy", Image: "t", RestartPolicy: &always,
+					SecurityContext: &corev1.SecurityContext{RunAsGroup: new(int64(2000))}},
+			},
+			Containers: []corev1.Container{{Name: "app", Image: "x"}},
+		}}
+}
+
+func mustParse(t *testing.T, ann map[string]string) annotations.Config {
+	t.Helper()
+	cfg, _, errs := annotations.Parse(ann, testDefaults())
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return cfg
+}
+
+// A native sidecar named in mtls.demo/containers gets the mount and the env
+// vars and sets the group; the plain init container is left alone; a second
+// run changes nothing. (The golden case lives in pkg/inject, whose pipeline
+// sees whole pods.)
+func TestNativeSidecarGetsTheCertificate(t *testing.T) {
+	ann := map[string]string{annotations.Enable: "true", annotations.Containers: "tls-proxy"}
+	pod := nativeSidecarPod(ann)
+	original := pod.DeepCopy()
+	res, errs := Mutate(pod, mustParse(t, ann), nil, testOptions)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if diff := cmp.Diff(original, pod); diff != "" {
+		t.Fatalf("Mutate changed its input:\n%s", diff)
+	}
+	sidecar, migrate, app := res.Pod.Spec.InitContainers[1], res.Pod.Spec.InitContainers[0], res.Pod.Spec.Containers[0]
+	if len(sidecar.VolumeMounts) != 1 || sidecar.VolumeMounts[0].Name != VolumeName || len(sidecar.Env) != 4 {
+		t.Errorf("native sidecar: mounts %v, env %v; want the %s mount and 4 env vars", sidecar.VolumeMounts, sidecar.Env, VolumeName)
+	}
+	if len(migrate.VolumeMounts)+len(migrate.Env)+len(app.VolumeMounts)+len(app.Env) != 0 {
+		t.Errorf("containers not named were changed: migrate %+v, app %+v", migrate, app)
+	}
+	if got := res.Attributes[AttrFSGroup]; got != "2000" {
+		t.Errorf("fs-group %q, want the native sidecar's group 2000", got)
+	}
+	again, errs := Mutate(res.Pod, mustParse(t, res.Pod.Annotations), nil, testOptions)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if diff := cmp.Diff(res.Pod, again.Pod); diff != "" {
+		t.Errorf("second Mutate changed the pod:\n%s", diff)
+	}
+}
+
+func TestNativeSidecarsInTheGroupRuleAndTheImageSwap(t *testing.T) {
+	for name, tc := range map[string]struct {
+		ann       map[string]string
+		appGroup  *int64
+		wantField string
+		wantText  string
+	}{
+		"a native sidecar and the app in different groups": {
+			ann: map[string]string{annotations.Containers: "app,tls-proxy"}, appGroup: new(int64(1000)), wantField: "spec.initContainers[1].securityContext.runAsGroup",
+			wantText: "container tls-proxy runs as group 2000",
+		},
+		"a demo image but only a native sidecar selected": {
+			ann: map[string]string{annotations.Containers: "tls-proxy", annotations.App: "frontend"}, wantField: "metadata.annotations[mtls.demo/app]",
+			wantText: "selects native sidecars only",
+		},
+		"a name that is nowhere": {
+			ann: map[string]string{annotations.Containers: "envoy"}, wantField: "metadata.annotations[mtls.demo/containers]",
+			wantText: `"envoy": no container of that name; the pod's containers are: app, tls-proxy (native sidecar)`,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tc.ann[annotations.Enable] = "true"
+			pod := nativeSidecarPod(tc.ann)
+			if tc.appGroup != nil {
+				pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsGroup: tc.appGroup}
+			}
+			_, errs := Mutate(pod, mustParse(t, tc.ann), nil, testOptions)
+			if len(errs) != 1 || errs[0].Field != tc.wantField || !strings.Contains(errs[0].Error(), tc.wantText) {
+				t.Fatalf("got %v, want one error on %s saying %q", errs, tc.wantField, tc.wantText)
+			}
+		})
+	}
+}
+
+func TestMeshProxies(t *testing.T) {
+	for _, name := range []string{"istio-proxy", "istio-init", "istio-validation", "linkerd-proxy", "linkerd-init", "linkerd-network-validator"} {
+		if !IsMeshProxy(name) {
+			t.Errorf("%s is not treated as a mesh proxy", name)
+		}
+	}
+	for _, name := range []string{"app", "istio-like-proxy", "proxy", "envoy"} {
+		if IsMeshProxy(name) {
+			t.Errorf("%s is treated as a mesh proxy", name)
+		}
 	}
 }
