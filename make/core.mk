@@ -15,7 +15,7 @@ render: ## Show what the webhook injects into examples/, without a cluster (the 
 	@for f in examples/*.yaml; do echo "# ---- $$f"; $(GO) run ./cmd/webhook render -f "$$f"; done
 
 .PHONY: test-unit
-test-unit: ## Unit, golden and fuzz-seed tests of the webhook packages (race detector on).
+test-unit: openssl ## Unit, golden and fuzz-seed tests of the webhook packages (race detector on).
 	$(GO) test -race -count=1 $(CORE_PKGS)
 	$(GO) test -race -count=1 -run '^Test' ./test/load  # the load generator's own tests; its benchmark runs in make bench
 

@@ -22,7 +22,7 @@ TEST_TARGETS += test-demo-apps
 build-demo-apps: ## Build the demo apps (backend, frontend, client, localca) into bin/.
 	$(GO) install -trimpath -ldflags "-X main.version=$(DEMO_VERSION)" $(addprefix ./demo-apps/,$(DEMO_APPS))
 
-test-demo-apps: ## Test the demo apps on loopback sockets (race detector, fuzz seeds).
+test-demo-apps: openssl ## Test the demo apps on loopback sockets (race detector, fuzz seeds).
 	$(GO) vet ./demo-apps/...
 	@unformatted="$$(gofmt -l demo-apps)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) test -race -count=1 -timeout 5m ./demo-apps/...
