@@ -72,6 +72,10 @@ var required = map[string]map[string][]string{
 		"BenchmarkServeHTTPControllerRuntime": {"ns/op", "allocs/op"},
 		"BenchmarkHandleVsFloor":              {"handle/floor", "floor-ns/op", "handle-ns/op"},
 		"BenchmarkVerifyVsFloor":              {"verify/floor", "floor-ns/op", "verify-ns/op"},
+		"BenchmarkServeHTTPVsFloor":           {"serve/floor", "floor-ns/op", "serve-ns/op"},
+		"BenchmarkDeploymentFloor":            {"ns/op", "allocs/op"},
+		"BenchmarkServeHTTPDeployment":        {"ns/op", "allocs/op"},
+		"BenchmarkServeHTTPDeploymentVsFloor": {"serve/floor", "floor-ns/op", "serve-ns/op"},
 	},
 	"parse": {
 		"BenchmarkParse4KiB":             {"ns/op", "allocs/op"},
@@ -377,6 +381,15 @@ func buildReport(m machine, suites []*suite) report {
 			mk(s, ok, "/validate-pods on the pod the webhook injected, same loop as the floor (BenchmarkVerifyVsFloor)",
 				median(series(s, "BenchmarkVerifyVsFloor", "verify-ns/op")), median(series(s, "BenchmarkVerifyVsFloor", "floor-ns/op")),
 				series(s, "BenchmarkVerifyVsFloor", "verify/floor"), us, us, target{}, "", series(s, "BenchmarkVerifyVsFloor", "verify-ns/op")),
+			mk(s, ok, "ServeHTTP ÷ floor, same loop (BenchmarkServeHTTPVsFloor: the floor, then the review through NewHTTPHandler)",
+				median(series(s, "BenchmarkServeHTTPVsFloor", "serve-ns/op")), median(series(s, "BenchmarkServeHTTPVsFloor", "floor-ns/op")),
+				series(s, "BenchmarkServeHTTPVsFloor", "serve/floor"), us, us, target{}, "", series(s, "BenchmarkServeHTTPVsFloor", "serve-ns/op")),
+			mk(s, ok, "**/validate-workloads ÷ the Deployment's floor, same loop** (BenchmarkServeHTTPDeploymentVsFloor: `testdata/peer-deployment.json` decoded and encoded as a typed `appsv1.Deployment`, then its review through NewWorkloadHTTPHandler)",
+				median(series(s, "BenchmarkServeHTTPDeploymentVsFloor", "serve-ns/op")), median(series(s, "BenchmarkServeHTTPDeploymentVsFloor", "floor-ns/op")),
+				series(s, "BenchmarkServeHTTPDeploymentVsFloor", "serve/floor"), us, us, le(1.3, "≤ 1.30 × floor"), "ratio", series(s, "BenchmarkServeHTTPDeploymentVsFloor", "serve-ns/op")),
+			mk(s, ok, "/validate-workloads (BenchmarkServeHTTPDeployment) vs BenchmarkDeploymentFloor, allocs/op",
+				median(series(s, "BenchmarkServeHTTPDeployment", "allocs/op")), median(series(s, "BenchmarkDeploymentFloor", "allocs/op")),
+				ratios(s, "BenchmarkServeHTTPDeployment", "allocs/op", "BenchmarkDeploymentFloor", "allocs/op"), allocs, allocs, target{}, "", series(s, "BenchmarkServeHTTPDeployment", "allocs/op")),
 		}
 		table("Admission handler (pkg/webhook)",
 			"The peer pod (`pkg/webhook/testdata/peer-pod.json`, namespace `prod`, injected) from request to response with\n"+

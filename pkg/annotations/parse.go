@@ -65,8 +65,25 @@ func OptedIn(ann map[string]string) bool {
 // Parse validates a pod's annotations and returns its effective Config.
 // Problems are returned all at once, each on the annotation that caused it;
 // warnings describe keys that are ignored. When the pod has not opted in,
-// Config.Enabled is false and nothing else is checked.
+// Config.Enabled is false and nothing else is checked. When there are
+// errors, the Config is the zero value (see ParsePartial).
 func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList) {
+	cfg, warnings, errs := ParsePartial(ann, d)
+	if len(errs) > 0 {
+		return Config{}, warnings, errs
+	}
+	return cfg, warnings, nil
+}
+
+// ParsePartial is Parse, except that the Config is returned alongside the
+// errors: every field whose annotation is valid holds its value, every
+// field whose annotation is in error holds what the pod would get without
+// that annotation, and Containers keeps the names that are valid (an empty,
+// non-nil list when none is). It is not a configuration to inject with;
+// it lets the checks that need the pod itself (do the named containers
+// exist, does the mount path collide) run on a refused pod too, so that
+// the user hears of every problem at once.
+func ParsePartial(ann map[string]string, d Defaults) (Config, []string, field.ErrorList) {
 	var errs field.ErrorList
 	if !OptedIn(ann) {
 		return Config{}, nil, nil
@@ -96,8 +113,11 @@ func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList
 	cfg.Issuer, errs = parseIssuer(ann, d, errs)
 
 	if v, ok := ann[CommonName]; ok {
-		cfg.CommonName = v
-		errs = append(errs, checkCommonName(v)...)
+		el := checkCommonName(v)
+		if len(el) == 0 {
+			cfg.CommonName = v
+		}
+		errs = append(errs, el...)
 	}
 	if v, ok := ann[DNSNames]; ok {
 		var el field.ErrorList
@@ -120,11 +140,18 @@ func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList
 
 	if v, ok := ann[Containers]; ok {
 		cfg.Containers, el = parseContainers(v)
+		if cfg.Containers == nil {
+			// None is valid: select none, rather than every container.
+			cfg.Containers = []string{}
+		}
 		errs = append(errs, el...)
 	}
 	if v, ok := ann[MountPath]; ok {
-		cfg.MountPath = v
-		errs = append(errs, checkMountPath(v)...)
+		el := checkMountPath(v)
+		if len(el) == 0 {
+			cfg.MountPath = v
+		}
+		errs = append(errs, el...)
 	}
 	if v, ok := ann[FSGroup]; ok {
 		gid, err := strconv.ParseInt(v, 10, 64)
@@ -145,16 +172,13 @@ func Parse(ann map[string]string, d Defaults) (Config, []string, field.ErrorList
 		}
 	}
 	if v, ok := ann[App]; ok {
-		cfg.App = v
 		if v != AppFrontend && v != AppBackend {
 			errs = append(errs, field.NotSupported(PathFor(App), v, []string{AppFrontend, AppBackend}))
+		} else {
+			cfg.App = v
 		}
 	}
-
-	if len(errs) > 0 {
-		return Config{}, warnings, errs
-	}
-	return cfg, warnings, nil
+	return cfg, warnings, errs
 }
 
 func parseIssuer(ann map[string]string, d Defaults, errs field.ErrorList) (IssuerRef, field.ErrorList) {

@@ -56,12 +56,13 @@ func (in *Injector) Inject(pod *corev1.Pod, services []corev1.Service) Outcome {
 }
 
 func (in *Injector) run(pod *corev1.Pod, services []corev1.Service, driverRules bool) Outcome {
-	cfg, warnings, errs := annotations.Parse(pod.Annotations, in.Defaults)
-	out := Outcome{Warnings: warnings, Config: cfg}
+	cfg, warnings, errs := annotations.ParsePartial(pod.Annotations, in.Defaults)
+	out := Outcome{Warnings: warnings}
 	if len(errs) > 0 {
-		out.Errors = errs
+		out.Errors = append(errs, in.alsoWrong(pod, cfg, errs, services)...)
 		return out
 	}
+	out.Config = cfg
 	if !cfg.Enabled {
 		return out
 	}
@@ -85,6 +86,58 @@ func (in *Injector) run(pod *corev1.Pod, services []corev1.Service, driverRules 
 	out.Attributes = res.Attributes
 	return out
 }
+
+// alsoWrong runs the checks that come after parsing (the issuer policy and
+// the mutation's checks of the pod: named containers, mount path
+// collisions, the containers' groups, volume names) on a pod whose
+// annotations are in error, with the partial Config of the valid ones, so
+// that a refusal lists every problem the user has to fix, not only the
+// first stage's. A check is left out when it depends on an annotation that
+// is itself in error: its answer would be about a value the user did not
+// write. The mutation's warnings are dropped for the same reason.
+func (in *Injector) alsoWrong(pod *corev1.Pod, cfg annotations.Config, parseErrs field.ErrorList, services []corev1.Service) field.ErrorList {
+	if !cfg.Enabled {
+		return nil
+	}
+	bad := make(map[string]bool, len(parseErrs))
+	for _, e := range parseErrs {
+		bad[e.Field] = true
+	}
+	failed := func(keys ...string) bool {
+		for _, k := range keys {
+			if bad[annotations.PathFor(k).String()] {
+				return true
+			}
+		}
+		return false
+	}
+	var errs field.ErrorList
+	if !failed(annotations.Issuer, annotations.IssuerKind, annotations.IssuerGroup) {
+		errs = append(errs, in.Policy.CheckIssuer(cfg.Issuer)...)
+	}
+	if cfg.Containers != nil && len(cfg.Containers) == 0 {
+		// mtls.demo/containers names no valid container: nothing is
+		// selected, and its own errors say why.
+		return errs
+	}
+	_, mErrs := mutate.Mutate(pod, cfg, services, in.Options)
+	for _, e := range mErrs {
+		switch {
+		case bad[e.Field] && e.Field != containersPath:
+			// The mutation judged the default of an annotation in error
+			// (mtls.demo/mount-path, mtls.demo/app). The valid names of
+			// mtls.demo/containers are the user's own, and checked.
+			continue
+		case strings.HasSuffix(e.Field, ".securityContext.runAsGroup") && failed(annotations.FSGroup):
+			// A valid mtls.demo/fs-group would settle the groups.
+			continue
+		}
+		errs = append(errs, e)
+	}
+	return errs
+}
+
+var containersPath = annotations.PathFor(annotations.Containers).String()
 
 // policy is in.Policy with the settings it shares with Defaults.
 func (in *Injector) policy() policy.Policy {

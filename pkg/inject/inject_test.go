@@ -327,3 +327,104 @@ func TestVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestInjectReportsMutationProblemsWithAnnotationProblems is the issue's
+// example: a bad duration, a bad key size and a container that does not
+// exist are refused together, not the annotations first and the container
+// after they are fixed. Checks that depend on an annotation in error stay
+// out: their answer would be about a default the user did not write.
+func TestInjectReportsMutationProblemsWithAnnotationProblems(t *testing.T) {
+	groups := func(p *corev1.Pod) {
+		p.Spec.Containers = []corev1.Container{
+			{Name: "app", Image: "web:1", SecurityContext: &corev1.SecurityContext{RunAsGroup: new(int64(1))}},
+			{Name: "proxy", Image: "proxy:1", SecurityContext: &corev1.SecurityContext{RunAsGroup: new(int64(2))},
+				VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: annotations.DefaultMountPath}}},
+		}
+	}
+	tests := map[string]struct {
+		pod  *corev1.Pod
+		want []string // the fields refused, in order
+	}{
+		"bad duration, bad key size, missing container": {
+			pod: pod(opted(annotations.Duration, "forever", annotations.KeySize, "1000", annotations.Containers, "ghost")),
+			want: []string{"metadata.annotations[mtls.demo/duration]", "metadata.annotations[mtls.demo/key-size]",
+				"metadata.annotations[mtls.demo/containers]"},
+		},
+		"a bad container name and a missing one": {
+			pod:  pod(opted(annotations.Containers, "Bad_Name,ghost")),
+			want: []string{"metadata.annotations[mtls.demo/containers]", "metadata.annotations[mtls.demo/containers]"},
+		},
+		"no valid container name selects nothing": {
+			pod:  pod(opted(annotations.Containers, "Bad_Name", annotations.Duration, "x"), groups),
+			want: []string{"metadata.annotations[mtls.demo/duration]", "metadata.annotations[mtls.demo/containers]"},
+		},
+		"mount conflict and group conflict next to a bad key size": {
+			pod: pod(opted(annotations.KeySize, "1"), groups),
+			want: []string{"metadata.annotations[mtls.demo/key-size]", "metadata.annotations[mtls.demo/mount-path]",
+				"spec.containers[1].securityContext.runAsGroup"},
+		},
+		"a bad mount path is not also judged at the default path": {
+			pod:  pod(opted(annotations.MountPath, "certs"), groups),
+			want: []string{"metadata.annotations[mtls.demo/mount-path]", "spec.containers[1].securityContext.runAsGroup"},
+		},
+		"a bad fs-group is not also told the groups conflict": {
+			pod:  pod(opted(annotations.FSGroup, "0"), groups),
+			want: []string{"metadata.annotations[mtls.demo/fs-group]", "metadata.annotations[mtls.demo/mount-path]"},
+		},
+		"a bad app role is named once": {
+			pod:  pod(opted(annotations.App, "database")),
+			want: []string{"metadata.annotations[mtls.demo/app]"},
+		},
+		"an issuer outside the policy next to a bad duration": {
+			pod:  pod(opted(annotations.Issuer, "mesh", annotations.IssuerKind, "ClusterIssuer", annotations.Duration, "x")),
+			want: []string{"metadata.annotations[mtls.demo/duration]", "metadata.annotations[mtls.demo/issuer]"},
+		},
+		"a windows pod with a bad annotation": {
+			pod:  pod(opted(annotations.KeySize, "1"), func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }),
+			want: []string{"metadata.annotations[mtls.demo/key-size]", "spec.os.name"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			out := newInjector(t).Inject(tc.pod, nil)
+			if out.Injected {
+				t.Fatal("injected")
+			}
+			var got []string
+			for _, e := range out.Errors {
+				got = append(got, e.Field)
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("refused on\n  %s\nwant\n  %s\n(%v)", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "), out.Errors)
+			}
+		})
+	}
+}
+
+// TestCheckTemplateMovesPathsOntoTheTemplate: a workload's template is
+// judged as the pod it makes, and every path lands under the template.
+func TestCheckTemplateMovesPathsOntoTheTemplate(t *testing.T) {
+	tmpl := &corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"},
+			Annotations: opted(annotations.KeySize, "1000", "mtls.demo/isuer", "x")},
+		Spec: corev1.PodSpec{ServiceAccountName: "web", Containers: []corev1.Container{{Name: "app", Image: "web:1"}}},
+	}
+	pod := PodFromTemplate("shop", "web", tmpl)
+	if pod.Namespace != "shop" || pod.GenerateName != "web-" || pod.Name != "" || pod.Spec.ServiceAccountName != "web" || pod.Labels["app"] != "web" {
+		t.Fatalf("pod from template: %+v", pod.ObjectMeta)
+	}
+	path, ok := TemplatePath(KindCronJob)
+	if !ok || path.String() != "spec.jobTemplate.spec.template" {
+		t.Fatalf("CronJob template path %v %v", path, ok)
+	}
+	out := newInjector(t).CheckTemplate(pod, path, nil)
+	if len(out.Errors) != 1 || out.Errors[0].Field != "spec.jobTemplate.spec.template.metadata.annotations[mtls.demo/key-size]" {
+		t.Fatalf("errors %v", out.Errors)
+	}
+	if len(out.Warnings) != 1 || !strings.HasPrefix(out.Warnings[0], "spec.jobTemplate.spec.template: annotation mtls.demo/isuer") {
+		t.Errorf("warnings %q", out.Warnings)
+	}
+	if _, ok := TemplatePath("Pod"); ok {
+		t.Error("a Pod has no template path")
+	}
+}

@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -11,7 +13,10 @@ import (
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
+	"github.com/mtls-demo/mtls-webhook/pkg/inject"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 )
 
@@ -108,6 +113,79 @@ func FuzzHandle(f *testing.F) {
 		// Whatever the mutating endpoint writes, the validating one accepts.
 		if errs := h.Injector.Verify(&pod); len(errs) > 0 {
 			t.Fatalf("the validating endpoint refuses what the mutating one wrote: %v", errs)
+		}
+	})
+}
+
+// FuzzWorkloads sends arbitrary workload objects, as every kind, at create
+// and at update, through /validate-workloads. It must never panic; a
+// refusal must carry a 400 or a 422 whose causes all lie on the kind's
+// template path; any JSON object must get controller-runtime's answer; and
+// an allowed template must be one the pipeline injects.
+func FuzzWorkloads(f *testing.F) {
+	f.Add(peerDeployment(f), uint8(0), false)
+	f.Add([]byte(`{"metadata":{"name":"w"},"spec":{"template":{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/key-size":"1000","mtls.demo/containers":"ghost"}},"spec":{"containers":[{"name":"a"}]}}}}`), uint8(1), false)
+	f.Add([]byte(`{"metadata":{"name":"w"},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"annotations":{"mtls.demo/enable":"yes"}},"spec":{"containers":[]}}}}}}`), uint8(5), true)
+	f.Add([]byte(`{"metadata":{"name":"w"},"spec":{"template":{"metadata":{"annotations":{"mtls.demo/enable":true}}}}}`), uint8(2), false)
+	f.Add([]byte(`{"spec":{"template":null}}`), uint8(3), true)
+	f.Add([]byte(`{"spec":{"template":{"metadata":{"annotations":{"mtls.demo/enable":"true","mtls.demo/mount-path":"/etc"}},"spec":{"os":{"name":"windows"},"containers":[{"name":"a","volumeMounts":[{"name":"x","mountPath":"/etc"}]}]}}}}`), uint8(4), false)
+	f.Add([]byte(`null`), uint8(0), true)
+	h := &Handler{Injector: testInjector(f)}
+	lean, reference := NewWorkloadHTTPHandler(h), referenceWorkloadHandler(h)
+	kinds := []string{inject.KindDeployment, inject.KindStatefulSet, inject.KindDaemonSet, inject.KindReplicaSet, inject.KindJob, inject.KindCronJob}
+	f.Fuzz(func(t *testing.T, object []byte, which uint8, update bool) {
+		kind := kinds[int(which)%len(kinds)]
+		res := map[string][2]string{
+			inject.KindDeployment: {"apps", "deployments"}, inject.KindStatefulSet: {"apps", "statefulsets"},
+			inject.KindDaemonSet: {"apps", "daemonsets"}, inject.KindReplicaSet: {"apps", "replicasets"},
+			inject.KindJob: {"batch", "jobs"}, inject.KindCronJob: {"batch", "cronjobs"},
+		}[kind]
+		op, old := "CREATE", []byte(nil)
+		if update {
+			op, old = "UPDATE", []byte(`{"spec":{}}`)
+		}
+		body := workloadReview(res[0], res[1], "", op, "ns", object, old)
+		got, w := post(t, lean, body, "application/json")
+		if got == nil || got.Response == nil || got.Response.Result == nil {
+			t.Fatalf("no AdmissionReview with a status: HTTP %d %s", w.Code, w.Body.String())
+		}
+		r := got.Response
+		if !json.Valid(object) {
+			if r.Allowed || r.Result.Code != http.StatusBadRequest {
+				t.Fatalf("invalid JSON answered %+v", r)
+			}
+			return
+		}
+		want, _ := post(t, reference, body, "application/json")
+		sameAnswer(t, got, want)
+		path, _ := inject.TemplatePath(kind)
+		switch {
+		case !r.Allowed && r.Result.Code == http.StatusUnprocessableEntity:
+			if r.Result.Details == nil || len(r.Result.Details.Causes) == 0 {
+				t.Fatalf("a 422 without causes: %+v", r.Result)
+			}
+			for _, c := range r.Result.Details.Causes {
+				if !strings.HasPrefix(c.Field, path.String()+".") {
+					t.Fatalf("cause %q is not on %s", c.Field, path)
+				}
+			}
+		case !r.Allowed && r.Result.Code != http.StatusBadRequest:
+			t.Fatalf("refusal with code %d: %s", r.Result.Code, r.Result.Message)
+		case r.Allowed:
+			wl, err := decodeWorkload(object)
+			if err != nil || wl == nil || wl.template(kind) == nil || !annotations.OptedIn(wl.template(kind).Metadata.Annotations) {
+				return // nothing was checked
+			}
+			tmpl := wl.template(kind).pod()
+			ns := wl.Metadata.Namespace
+			if ns == "" {
+				ns = "ns"
+			}
+			pod := inject.PodFromTemplate(ns, wl.owner(), &corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: tmpl.Labels, Annotations: tmpl.Annotations}, Spec: tmpl.Spec})
+			if out := h.Injector.Inject(pod, nil); !out.Injected {
+				t.Fatalf("allowed a template whose pod the pipeline refuses: %v", out.Errors)
+			}
 		}
 	})
 }

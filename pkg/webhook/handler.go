@@ -44,7 +44,17 @@ const (
 	// ResultVerified counts pods whose csi.cert-manager.io volume the
 	// validating endpoint found to be the webhook's own.
 	ResultVerified = "verified"
+	// ResultAllowed counts workloads whose pod template passed the
+	// pipeline (WorkloadPath).
+	ResultAllowed = "allowed"
 )
+
+// KindPod is the kind label of the pod endpoints' admissions.
+const KindPod = "Pod"
+
+// kindOther labels the admissions of an endpoint that could not tell the
+// object's kind (an unreadable review), or got one it does not act on.
+const kindOther = "other"
 
 var podResource = metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
 
@@ -71,7 +81,7 @@ var _ admission.Handler = (*Handler)(nil)
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	resp, result := h.handle(ctx, req, h.handlePod)
-	h.observe(result, start)
+	h.observe(KindPod, result, start)
 	return resp
 }
 
@@ -84,16 +94,16 @@ var _ admission.Handler = Verifier{}
 func (v Verifier) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	resp, result := v.handle(ctx, req, v.verifyPod)
-	v.observe(result, start)
+	v.observe(KindPod, result, start)
 	return resp
 }
 
 // podDecision answers one decoded pod create.
 type podDecision func(ctx context.Context, uid types.UID, namespace string, pod *corev1.Pod) (admission.Response, string)
 
-func (h *Handler) observe(result string, start time.Time) {
+func (h *Handler) observe(kind, result string, start time.Time) {
 	if h.Metrics != nil {
-		h.Metrics.observe(result, time.Since(start))
+		h.Metrics.observe(kind, result, time.Since(start))
 	}
 }
 
@@ -133,13 +143,10 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 	// them on every admission, for lines that are mostly not written.
 	who := func() []any { return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", uid} }
 
-	var services []corev1.Service
-	if _, explicit := pod.Annotations[annotations.DNSNames]; !explicit && h.Reader != nil {
-		var err error
-		if services, err = h.candidateServices(ctx, pod); err != nil {
-			h.Log.Error(err, "listing Services for derived DNS names", who()...)
-			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("listing Services in %s: %w", pod.Namespace, err)), ResultError
-		}
+	services, err := h.servicesFor(ctx, pod)
+	if err != nil {
+		h.Log.Error(err, "listing Services for derived DNS names", who()...)
+		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
 
 	out := h.Injector.Inject(pod, services)
@@ -153,7 +160,7 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 		errs = append(errs, el...)
 	}
 	if len(errs) > 0 {
-		return h.deny(pod, errs, warnings, who), ResultDenied
+		return h.deny(podKind, podName(pod), errs, warnings, who), ResultDenied
 	}
 
 	resp := patchResponse(pod, out.Pod).WithWarnings(warnings...)
@@ -166,13 +173,29 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 	return resp, ResultInjected
 }
 
-// deny refuses pod with every cause, as a 422 the API server passes on.
-func (h *Handler) deny(pod *corev1.Pod, errs field.ErrorList, warnings []string, who func() []any) admission.Response {
+var podKind = schema.GroupKind{Kind: KindPod}
+
+// servicesFor returns the Services that may give pod its DNS names: none
+// when the pod names its own, or when there is no Reader.
+func (h *Handler) servicesFor(ctx context.Context, pod *corev1.Pod) ([]corev1.Service, error) {
+	if _, explicit := pod.Annotations[annotations.DNSNames]; explicit || h.Reader == nil {
+		return nil, nil
+	}
+	services, err := h.candidateServices(ctx, pod)
+	if err != nil {
+		return nil, fmt.Errorf("listing Services in %s: %w", pod.Namespace, err)
+	}
+	return services, nil
+}
+
+// deny refuses an object of kind gk named name with every cause, as a 422
+// the API server passes on.
+func (h *Handler) deny(gk schema.GroupKind, name string, errs field.ErrorList, warnings []string, who func() []any) admission.Response {
 	h.Log.Info("refused", append(who(), "causes", errs.ToAggregate().Error())...)
 	if h.Metrics != nil {
 		h.Metrics.denied(errs)
 	}
-	status := apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, podName(pod), errs).ErrStatus
+	status := apierrors.NewInvalid(gk, name, errs).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
 		Allowed: false, Result: &status, Warnings: warnings,
 	}}
@@ -189,7 +212,7 @@ func (h *Handler) verifyPod(_ context.Context, uid types.UID, namespace string, 
 	}
 	errs := h.Injector.Verify(pod)
 	if len(errs) > 0 {
-		return h.deny(pod, errs, nil, func() []any {
+		return h.deny(podKind, podName(pod), errs, nil, func() []any {
 			return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", uid, "endpoint", VerifyPath}
 		}), ResultDenied
 	}

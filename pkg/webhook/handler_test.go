@@ -330,9 +330,9 @@ func TestMetricsCanBeCreatedTwiceOnOneRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second webhook in one process: %v", err)
 	}
-	a.observe(ResultInjected, time.Millisecond)
-	b.observe(ResultInjected, time.Millisecond)
-	if got := testutil.ToFloat64(a.admissions.WithLabelValues(ResultInjected)); got != 2 {
+	a.observe(KindPod, ResultInjected, time.Millisecond)
+	b.observe(KindPod, ResultInjected, time.Millisecond)
+	if got := testutil.ToFloat64(a.admissions.WithLabelValues(KindPod, ResultInjected)); got != 2 {
 		t.Errorf("shared counter = %v, want 2", got)
 	}
 }
@@ -386,8 +386,9 @@ func TestDenialCausesAreCountedByField(t *testing.T) {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{
 			{Name: "a", Image: "x", SecurityContext: &corev1.SecurityContext{RunAsGroup: new(int64(1))}},
 			{Name: "b", Image: "x", SecurityContext: &corev1.SecurityContext{RunAsGroup: new(int64(2))}}}}}
-	// Two pods: the duration is refused by Parse; with a valid duration the
-	// containers' groups conflict, a cause on an indexed field.
+	// Two pods: the first is refused for its duration and, in the same
+	// answer, for its containers' groups (a cause on an indexed field);
+	// with a valid duration, for the groups alone.
 	h.Handle(context.Background(), request(podJSON(t, pod), "ns"))
 	pod.Annotations[annotations.Duration] = "48h"
 	if resp := h.Handle(context.Background(), request(podJSON(t, pod), "ns")); resp.Allowed {
@@ -395,7 +396,7 @@ func TestDenialCausesAreCountedByField(t *testing.T) {
 	}
 	for field, want := range map[string]float64{
 		"metadata.annotations[mtls.demo/duration]":      1,
-		"spec.containers[*].securityContext.runAsGroup": 1,
+		"spec.containers[*].securityContext.runAsGroup": 2,
 	} {
 		if got := testutil.ToFloat64(m.causes.WithLabelValues(field)); got != want {
 			t.Errorf("mtls_webhook_denial_causes_total{field=%q} = %v, want %v", field, got, want)

@@ -23,8 +23,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mtls_webhook_admissions_total",
-			Help: "Pod admission reviews by result: injected, skipped (not opted in or not a pod create), denied (bad annotations, policy, or a csi.cert-manager.io volume not the webhook's own), error, verified (a pod's csi.cert-manager.io volume checked and found the webhook's own).",
-		}, []string{"result"}),
+			Help: "Admission reviews by the kind of object (Pod on " + Path + " and " + VerifyPath + "; Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob on " + WorkloadPath + ", or unknown when the review could not be read) and result: injected (a pod patched), allowed (a workload whose pod template passes), skipped (not opted in, a template left unchanged, or not a request the endpoint acts on), denied (bad annotations, policy, or a csi.cert-manager.io volume not the webhook's own), error, verified (a pod's csi.cert-manager.io volume checked and found the webhook's own).",
+		}, []string{"kind", "result"}),
 		causes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mtls_webhook_denial_causes_total",
 			Help: "Causes of refused pods by the field they name (metadata.annotations[mtls.demo/duration], spec.containers[*].securityContext.runAsGroup, ...): which annotations users get wrong.",
@@ -36,7 +36,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	for _, r := range []string{ResultInjected, ResultSkipped, ResultDenied, ResultError, ResultVerified} {
-		m.admissions.WithLabelValues(r)
+		m.admissions.WithLabelValues(KindPod, r)
+	}
+	for _, k := range workloadKinds {
+		for _, r := range []string{ResultAllowed, ResultSkipped, ResultDenied, ResultError} {
+			m.admissions.WithLabelValues(k, r)
+		}
 	}
 	var err error
 	if m.admissions, err = register(reg, m.admissions); err != nil {
@@ -68,8 +73,8 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, err
 }
 
-func (m *Metrics) observe(result string, d time.Duration) {
-	m.admissions.WithLabelValues(result).Inc()
+func (m *Metrics) observe(kind, result string, d time.Duration) {
+	m.admissions.WithLabelValues(kind, result).Inc()
 	m.duration.Observe(d.Seconds())
 }
 

@@ -21,7 +21,7 @@ import (
 // applied to the request object must give exactly the pipeline's pod. ok is
 // false when a list or map shrank, which the mutation never does.
 func podPatch(orig, mutated *corev1.Pod) (ops []patchOp, ok bool) {
-	if len(orig.Spec.Containers) != len(mutated.Spec.Containers) {
+	if len(orig.Spec.Containers) != len(mutated.Spec.Containers) || len(orig.Spec.InitContainers) != len(mutated.Spec.InitContainers) {
 		return nil, false
 	}
 	ops, ok = mapPatch(ops, "/metadata/annotations", orig.Annotations, mutated.Annotations)
@@ -37,6 +37,18 @@ func podPatch(orig, mutated *corev1.Pod) (ops []patchOp, ok bool) {
 		if o.Image != m.Image {
 			ops = append(ops, op("replace", base+"/image", m.Image))
 		}
+		if ops, ok = slicePatch(ops, base+"/env", o.Env, m.Env, shallowOrDeepEqual); !ok {
+			return nil, false
+		}
+		if ops, ok = slicePatch(ops, base+"/volumeMounts", o.VolumeMounts, m.VolumeMounts, deepEqual[corev1.VolumeMount]); !ok {
+			return nil, false
+		}
+	}
+	// Native sidecars (init containers with restartPolicy Always) get the
+	// mount and env when mtls.demo/containers names them.
+	for i := range mutated.Spec.InitContainers {
+		o, m := &orig.Spec.InitContainers[i], &mutated.Spec.InitContainers[i]
+		base := "/spec/initContainers/" + strconv.Itoa(i)
 		if ops, ok = slicePatch(ops, base+"/env", o.Env, m.Env, shallowOrDeepEqual); !ok {
 			return nil, false
 		}

@@ -61,13 +61,7 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 
 	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host: o.Host, Port: o.Port, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
-			c.MinVersion = tls.VersionTLS12
-			// HTTP/1.1 only: the API server calls webhooks over HTTP/1.1
-			// anyway, and HTTP/2 would only add attack surface (rapid
-			// reset, CVE-2023-44487, and its kin).
-			c.NextProtos = []string{"http/1.1"}
-		}},
+		TLSOpts: []func(*tls.Config){serverTLS}, // the intermediate TLS profile, HTTP/1.1 only
 	})
 	mgr, err := manager.New(cfg, manager.Options{
 		Scheme:                 scheme,
@@ -106,6 +100,7 @@ func NewManager(cfg *rest.Config, o ServerOptions) (manager.Manager, error) {
 	// runnables it starts; a server merely passed in Options never listens.
 	mgr.GetWebhookServer().Register(Path, NewHTTPHandler(h))
 	mgr.GetWebhookServer().Register(VerifyPath, NewVerifyHTTPHandler(h))
+	mgr.GetWebhookServer().Register(WorkloadPath, NewWorkloadHTTPHandler(h))
 
 	// Warm the caches before declaring readiness, so the first pod does not
 	// pay for an informer's initial list.
@@ -204,13 +199,19 @@ func SlimService(obj any) (any, error) {
 // Registered on the manager's webhook server, it is wrapped in
 // controller-runtime's request metrics like any other webhook.
 func NewHTTPHandler(h *Handler) http.Handler {
-	return limitBody(reviewServer{h: h}, MaxRequestBytes)
+	return limitBody(podServer(h, h.handlePod), MaxRequestBytes)
 }
 
 // NewVerifyHTTPHandler serves h's validating decision (VerifyPath) the same
 // way.
 func NewVerifyHTTPHandler(h *Handler) http.Handler {
-	return limitBody(reviewServer{h: h, verify: true}, MaxRequestBytes)
+	return limitBody(podServer(h, h.verifyPod), MaxRequestBytes)
+}
+
+// NewWorkloadHTTPHandler serves h's workload template check (WorkloadPath,
+// Workloads) the same way, on the same one-pass path.
+func NewWorkloadHTTPHandler(h *Handler) http.Handler {
+	return limitBody(reviewServer[admissionWorkload]{h: h, kind: kindOther, decide: h.decideWorkload, handle: h.handleWorkloadRequest}, MaxRequestBytes)
 }
 
 func issuerCRDsInstalled(m meta.RESTMapper) (bool, error) {

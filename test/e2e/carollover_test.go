@@ -107,7 +107,7 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	if p, err := kube.CoreV1().Pods(ns).Get(ctx, created.Name, metav1.GetOptions{}); err == nil {
 		for _, cs := range p.Status.ContainerStatuses {
 			if term := cs.State.Terminated; term != nil && term.FinishedAt.Time.Before(maxTime(switched["frontend"], switched["backend"])) {
-				t.Errorf("load ended at %s, before both apps switched issuing keys: the mixed window was not under load", term.FinishedAt.Time.Format(time.RFC3339))
+				t.Errorf("load ended at %s, before both apps switched issuing keys: the mixed window was not under load", term.FinishedAt.Format(time.RFC3339))
 			}
 		}
 	}

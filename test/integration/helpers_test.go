@@ -337,9 +337,16 @@ func createIssuer(t testing.TB, c client.Client, ns, name string, ready cmmeta.C
 	}
 }
 
-// admissions scrapes mtls_webhook_admissions_total from a metrics URL, by
-// result label.
+// admissions scrapes mtls_webhook_admissions_total of the pod endpoints
+// (kind="Pod") from a metrics URL, by result label.
 func admissions(t testing.TB, metricsURL string) map[string]float64 {
+	t.Helper()
+	return admissionsOf(t, metricsURL, "Pod")
+}
+
+// admissionsOf scrapes mtls_webhook_admissions_total for one kind label, by
+// result label.
+func admissionsOf(t testing.TB, metricsURL, kind string) map[string]float64 {
 	t.Helper()
 	ctx := ctxFor(t, 10*time.Second)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
@@ -350,7 +357,7 @@ func admissions(t testing.TB, metricsURL string) map[string]float64 {
 	defer func() { _ = resp.Body.Close() }()
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
-	const prefix = `mtls_webhook_admissions_total{result="`
+	prefix := `mtls_webhook_admissions_total{kind="` + kind + `",result="`
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, prefix) {
@@ -371,7 +378,7 @@ func admissions(t testing.TB, metricsURL string) map[string]float64 {
 		t.Fatal(err)
 	}
 	if len(out) == 0 {
-		t.Fatalf("%s serves no mtls_webhook_admissions_total series", metricsURL)
+		t.Fatalf("%s serves no mtls_webhook_admissions_total series for kind %s", metricsURL, kind)
 	}
 	return out
 }

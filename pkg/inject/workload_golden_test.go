@@ -1,0 +1,180 @@
+package inject_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mtls-demo/mtls-webhook/internal/cli"
+	"github.com/mtls-demo/mtls-webhook/internal/podcase"
+	"github.com/mtls-demo/mtls-webhook/pkg/inject"
+)
+
+// workloadGolden is what the pipeline says about a workload's pod template
+// when the workload is applied: the refusal on the template's paths, the
+// warnings, and the CSI attributes its pods would get.
+type workloadGolden struct {
+	Flags      []string          `json:"flags,omitempty"`
+	Kind       string            `json:"kind"`
+	Path       string            `json:"path"`
+	Warnings   []string          `json:"warnings,omitempty"`
+	Errors     []string          `json:"errors,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// loadWorkload reads file: one workload of a kind TemplateOf knows, then
+// any Services. Unknown fields are errors.
+func loadWorkload(file string) (runtime.Object, []corev1.Service, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	var (
+		obj      runtime.Object
+		services []corev1.Service
+	)
+	for i := 1; ; i++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: document %d: %w", file, i, err)
+		}
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			return nil, nil, fmt.Errorf("%s: document %d: %w", file, i, err)
+		}
+		var into runtime.Object
+		switch meta.Kind {
+		case "":
+			continue
+		case "Service":
+			var svc corev1.Service
+			if err := yaml.UnmarshalStrict(doc, &svc); err != nil {
+				return nil, nil, fmt.Errorf("%s: service: %w", file, err)
+			}
+			services = append(services, svc)
+			continue
+		case inject.KindDeployment:
+			into = &appsv1.Deployment{}
+		case inject.KindStatefulSet:
+			into = &appsv1.StatefulSet{}
+		case inject.KindDaemonSet:
+			into = &appsv1.DaemonSet{}
+		case inject.KindReplicaSet:
+			into = &appsv1.ReplicaSet{}
+		case inject.KindJob:
+			into = &batchv1.Job{}
+		case inject.KindCronJob:
+			into = &batchv1.CronJob{}
+		default:
+			return nil, nil, fmt.Errorf("%s: document %d: unexpected kind %q", file, i, meta.Kind)
+		}
+		if obj != nil {
+			return nil, nil, fmt.Errorf("%s: document %d: a second workload; a case holds one", file, i)
+		}
+		if err := yaml.UnmarshalStrict(doc, into); err != nil {
+			return nil, nil, fmt.Errorf("%s: %s: %w", file, meta.Kind, err)
+		}
+		obj = into
+	}
+	if obj == nil {
+		return nil, nil, fmt.Errorf("%s: no workload", file)
+	}
+	return obj, services, nil
+}
+
+// TestWorkloadGolden runs every workload case of testdata/workloads through
+// the template check with its flags. Every case of a kind refuses or
+// accepts on that kind's template path, and the pod the template makes is
+// judged exactly as that pod would be at its creation (same errors, paths
+// moved onto the template; same warnings, prefixed with it).
+func TestWorkloadGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/workloads/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	kinds := map[string]bool{}
+	for _, in := range inputs {
+		if strings.HasSuffix(in, ".golden.yaml") {
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
+		goldenFile := strings.TrimSuffix(in, ".yaml") + ".golden.yaml"
+		used[goldenFile] = true
+		t.Run(name, func(t *testing.T) {
+			obj, services, err := loadWorkload(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kind, meta, tmpl, ok := inject.TemplateOf(obj)
+			if !ok {
+				t.Fatalf("%T is not a workload", obj)
+			}
+			kinds[kind] = true
+			path, ok := inject.TemplatePath(kind)
+			if !ok {
+				t.Fatalf("no template path for %s", kind)
+			}
+			flags := caseFlags(t, in)
+			inj, err := cli.InjectorFor(append(append([]string{}, baseFlags...), flags...))
+			if err != nil {
+				t.Fatalf("flags %q: %v", flags, err)
+			}
+			pod := inject.PodFromTemplate(meta.Namespace, meta.Name, tmpl)
+			out := inj.CheckTemplate(pod.DeepCopy(), path, services)
+			g := workloadGolden{Flags: flags, Kind: kind, Path: path.String(), Warnings: out.Warnings}
+			for _, e := range out.Errors {
+				if !strings.HasPrefix(e.Field, path.String()+".") {
+					t.Errorf("error %q is not on the template's path %s", e.Error(), path)
+				}
+				g.Errors = append(g.Errors, e.Error())
+			}
+			if out.Injected {
+				g.Attributes = out.Attributes
+			} else if len(g.Errors) == 0 {
+				t.Errorf("case %s is neither accepted with an injection nor refused: it tests nothing", name)
+			}
+
+			// The same pod, judged as a pod.
+			asPod := inj.Inject(pod.DeepCopy(), services)
+			if asPod.Injected != out.Injected || len(asPod.Errors) != len(out.Errors) || len(asPod.Warnings) != len(out.Warnings) {
+				t.Fatalf("template: injected=%v %d errors %d warnings; as a pod: injected=%v %d errors %d warnings",
+					out.Injected, len(out.Errors), len(out.Warnings), asPod.Injected, len(asPod.Errors), len(asPod.Warnings))
+			}
+			for i, e := range asPod.Errors {
+				if want := path.String() + "." + e.Field; out.Errors[i].Field != want || out.Errors[i].Detail != e.Detail {
+					t.Errorf("error %d: template %q, pod %q", i, out.Errors[i].Error(), e.Error())
+				}
+			}
+			for i, w := range asPod.Warnings {
+				if out.Warnings[i] != path.String()+": "+w {
+					t.Errorf("warning %d: template %q, pod %q", i, out.Warnings[i], w)
+				}
+			}
+			podcase.CompareGolden(t, goldenFile, g, *update, "./pkg/inject")
+		})
+	}
+	podcase.CheckUnusedGoldens(t, "testdata/workloads", used)
+	for _, k := range []string{inject.KindDeployment, inject.KindStatefulSet, inject.KindDaemonSet, inject.KindReplicaSet, inject.KindJob, inject.KindCronJob} {
+		if !kinds[k] {
+			t.Errorf("no case in testdata/workloads is a %s", k)
+		}
+	}
+}
