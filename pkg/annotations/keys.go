@@ -56,7 +56,9 @@ const (
 	KeySize = Prefix + "key-size"
 
 	// Containers is a comma list of the containers that get the mount and the
-	// env vars. Default: every container; init containers are never touched.
+	// env vars; native sidecars (init containers with restartPolicy Always)
+	// may be named, other init containers may not. Default: every container
+	// except the service-mesh proxies (pkg/mutate's IsMeshProxy).
 	Containers = Prefix + "containers"
 
 	// MountPath is the absolute directory where tls.crt, tls.key and ca.crt
