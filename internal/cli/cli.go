@@ -26,9 +26,10 @@ const usage = `mtls-webhook injects cert-manager CSI certificates into pods anno
 Usage:
   mtls-webhook [serve] [flags]     run the admission webhook (default)
   mtls-webhook render -f FILE|-    print the injected YAML, no cluster needed
+  mtls-webhook check [flags]       check a running install (exit 1 when a check fails)
   mtls-webhook version             print the version
 
-Run "mtls-webhook serve -h" or "mtls-webhook render -h" for the flags.
+Run "mtls-webhook serve -h", "mtls-webhook render -h" or "mtls-webhook check -h" for the flags.
 `
 
 // Version is the binary's version, set by main from its build stamp and
@@ -54,6 +55,8 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		err = Serve(ctx, args, nil, stdio)
 	case "render":
 		err = Render(args, stdio)
+	case "check":
+		err = Check(ctx, args, nil, stdio)
 	case "help":
 		fmt.Fprint(stdio.Out, usage)
 		return 0

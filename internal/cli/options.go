@@ -1,5 +1,5 @@
 // Package cli is the webhook binary: its flags, in one Options struct with
-// defaults and validation, and its subcommands `serve` and `render`.
+// defaults and validation, and its subcommands `serve`, `render` and `check` (check.go).
 package cli
 
 import (

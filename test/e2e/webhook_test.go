@@ -193,7 +193,7 @@ func TestWebhookDownRefusesOptedInPods(t *testing.T) {
 	})
 	scale(0)
 	err = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		pods, err := kube.CoreV1().Pods(wns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=mtls-webhook"})
+		pods, err := kube.CoreV1().Pods(wns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=mtls-webhook,app.kubernetes.io/component=webhook"})
 		return err == nil && len(pods.Items) == 0, nil
 	})
 	if err != nil {

@@ -168,9 +168,10 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 	}
 	for kind, n := range map[string]int{
 		"Deployment": 1, "Service": 1, "ServiceAccount": 2, "PodDisruptionBudget": 1,
-		"ClusterRole": 1, "ClusterRoleBinding": 1, "Issuer": 2, "Certificate": 2,
+		// The webhook's own, and the helm test's (it runs mtls-webhook check).
+		"ClusterRole": 2, "ClusterRoleBinding": 2, "Issuer": 2, "Certificate": 2,
 		"MutatingWebhookConfiguration": 1, "ValidatingWebhookConfiguration": 2, "ValidatingAdmissionPolicy": 2,
-		"ValidatingAdmissionPolicyBinding": 2, "Namespace": 1, "Role": 1, "RoleBinding": 1, "Pod": 1,
+		"ValidatingAdmissionPolicyBinding": 2, "Namespace": 1, "Role": 2, "RoleBinding": 2, "Pod": 1,
 	} {
 		if len(byKind[kind]) != n {
 			t.Errorf("%d %s rendered (%v), want %d", len(byKind[kind]), kind, byKind[kind], n)
