@@ -29,6 +29,7 @@ func run() int {
 	fs.DurationVar(&o.Interval, "interval", 100*time.Millisecond, "time between the load client's requests")
 	fs.StringVar(&o.CertDuration, "cert-duration", "10m", "lifetime of the pods' certificates (mtls.demo/duration)")
 	fs.StringVar(&o.RenewBefore, "renew-before", "9m30s", "renew this long before expiry (mtls.demo/renew-before): 10m/9m30s renews every ~30s")
+	fs.BoolVar(&o.CARollover, "ca-rollover", false, "under load, renew the demo's root CA a third into --duration (same key) and rotate its issuing CA's key halfway; the summary's failed count is the outage")
 	fs.BoolVar(&o.Rogue, "rogue", true, "at the end, try the backend as a client without a certificate and with another CA's certificate")
 	fs.StringVar(&o.Env.StateDir, "state-dir", "", "the cluster's state and logs (default: <bin-dir>/cluster; emptied at start, the host restored at exit)")
 	fs.StringVar(&o.Env.BinDir, "bin-dir", "", "directory with the cluster's binaries and images/ (default: <repo>/bin)")
@@ -58,6 +59,9 @@ func run() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
+	}
+	for _, l := range sum.CALines() {
+		fmt.Println(l)
 	}
 	fmt.Println(sum.Line())
 	fmt.Printf("node Ready after %s, first certificate %s after helm install, cluster memory %.0f MiB\n",

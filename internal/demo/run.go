@@ -34,7 +34,10 @@ type Options struct {
 	Namespace    string
 	// Rogue runs the rogue-client checks at the end (mTLS scenes).
 	Rogue bool
-	Out   io.Writer
+	// CARollover renews the demo's root CA a third into Duration (same
+	// key) and its issuing CA halfway (new key), under load.
+	CARollover bool
+	Out        io.Writer
 	// TTY redraws a live table; otherwise plain lines.
 	TTY bool
 }
@@ -53,11 +56,29 @@ type Summary struct {
 	MemoryBytes   uint64 // resident memory of the cluster's processes at the end
 	HostRestored  bool   // the host compared equal after the stop
 	HostChanged   string // what differed, when it did not
+	// CARenewals are the CA renewals of --ca-rollover, in order, with when
+	// each was asked for (since the load started).
+	CARenewals []CARenewal
+	CAAt       []time.Duration
+	CAErr      error
 }
 
 // Line is the closing summary line.
 func (s Summary) Line() string {
 	return fmt.Sprintf("requests ok=%d failed=%d rotations=%d", s.OK, s.Failed, s.Rotations)
+}
+
+// CALines describe the CA renewals of --ca-rollover, one line each.
+func (s Summary) CALines() []string {
+	var out []string
+	for i, r := range s.CARenewals {
+		key := "kept its key"
+		if r.KeyChanged() {
+			key = "rotated its key"
+		}
+		out = append(out, fmt.Sprintf("ca rollover: %s renewed at +%s into the load, %s", r.Certificate, s.CAAt[i].Round(time.Second), key))
+	}
+	return out
 }
 
 // Err is non-nil when anything failed.
@@ -71,6 +92,9 @@ func (s Summary) Err() error {
 	}
 	if s.RogueAccepted > 0 {
 		errs = append(errs, fmt.Errorf("%d rogue client(s) were accepted", s.RogueAccepted))
+	}
+	if s.CAErr != nil {
+		errs = append(errs, fmt.Errorf("CA rollover: %w", s.CAErr))
 	}
 	if s.HostChanged != "" {
 		errs = append(errs, fmt.Errorf("the host was not restored: %s", s.HostChanged))
@@ -178,6 +202,15 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeout(ctx, o.Duration)
 		defer cancel()
+	}
+	if o.CARollover && o.Scene != ScenePlain {
+		v.events = make(chan string, 8)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			rolloverCAs(runCtx, rel, o.Duration, v.events, &sum)
+		}()
+		defer func() { <-done }()
 	}
 	v.loop(runCtx)
 	v.refresh(context.Background())
@@ -297,6 +330,7 @@ type view struct {
 	rel       *Release
 	o         Options
 	start     time.Time
+	events    chan string // --ca-rollover steps, printed by loop
 	apps      map[string]*appState
 	ok        int
 	failed    int
@@ -337,8 +371,53 @@ func (v *view) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case e := <-v.events:
+			v.event("%s", e)
 		case <-t.C:
 		}
+	}
+}
+
+// rolloverCAs renews the root CA a third into the run and the issuing CA
+// halfway, reporting each step on events and in sum. The root keeps its
+// key (rotationPolicy Never); the issuing CA gets a new one, and the apps'
+// next renewals come from it while requests keep flowing.
+func rolloverCAs(ctx context.Context, rel *Release, d time.Duration, events chan<- string, sum *Summary) {
+	if d <= 0 {
+		d = 6 * time.Minute
+	}
+	start := time.Now()
+	steps := []struct {
+		at             time.Duration
+		cert, secret   string
+		what, expected string
+	}{
+		{d / 3, RootCACertificate, RootCASecret, "root CA", "same key: rotationPolicy Never"},
+		{d / 2, IssuingCACertificate, IssuingCASecret, "issuing CA", "new key: the apps switch at their next renewal; both generations chain to the root"},
+	}
+	for _, st := range steps {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(st.at))):
+		}
+		events <- fmt.Sprintf("CA: renewing the %s (Certificate %s)", st.what, st.cert)
+		asked := time.Since(start)
+		r, err := rel.RenewCA(ctx, st.cert, st.secret, 2*time.Minute)
+		if err != nil {
+			if ctx.Err() == nil {
+				sum.CAErr = err
+				events <- fmt.Sprintf("CA: renewing the %s failed: %v", st.what, err)
+			}
+			return
+		}
+		sum.CARenewals = append(sum.CARenewals, r)
+		sum.CAAt = append(sum.CAAt, asked)
+		key := "same key"
+		if r.KeyChanged() {
+			key = "new key"
+		}
+		events <- fmt.Sprintf("CA: %s renewed, serial %s -> %s, %s (%s)", st.what, short(r.Before.SerialNumber.String()), short(r.After.SerialNumber.String()), key, st.expected)
 	}
 }
 

@@ -17,12 +17,12 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-)
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
-var certificates = schema.GroupVersionResource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}
+	"github.com/mtls-demo/mtls-webhook/internal/demo"
+)
 
 // TestCARolloverUnderLoad renews the demo's CAs while the load client
 // calls frontend -> backend over mTLS, and counts the requests that failed:
@@ -43,8 +43,8 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	// Leaves renew 90 s after issuance, so both apps pick up the new issuing
 	// key within a minute and a half.
 	installDemo(t, ns, "pki.certDuration=5m", "pki.certRenewBefore=3m30s")
-	root, issuing := "mtls-demo-root-ca", "demo-ca"
-	rootSecret, issuingSecret := "mtls-demo-root-ca", "demo-ca-tls"
+	root, issuing := demo.RootCACertificate, demo.IssuingCACertificate
+	rootSecret, issuingSecret := demo.RootCASecret, demo.IssuingCASecret
 
 	// Both apps started together and would renew together. A fresh backend
 	// half a renewal period later makes them renew at different moments, so
@@ -72,17 +72,31 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	t.Cleanup(func() { deletePod(ns, created.Name) })
 	time.Sleep(20 * time.Second)
 
-	rootBefore := secretCert(ctx, t, ns, rootSecret)
-	renewCertificate(ctx, t, ns, root)
-	rootAfter := waitNewCert(ctx, t, ns, rootSecret, rootBefore)
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootBefore, err := demo.SecretCertificate(ctx, c, ns, rootSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.RenewCertificate(ctx, c, ns, root); err != nil {
+		t.Fatal(err)
+	}
+	rootAfter := waitNewCert(ctx, t, c, ns, rootSecret, rootBefore)
 	if !bytes.Equal(rootBefore.RawSubjectPublicKeyInfo, rootAfter.RawSubjectPublicKeyInfo) {
 		t.Errorf("root CA renewal changed its key: rotationPolicy Never should keep it")
 	}
 	t.Logf("root CA renewed: serial %s -> %s, same key", rootBefore.SerialNumber, rootAfter.SerialNumber)
 
-	issBefore := secretCert(ctx, t, ns, issuingSecret)
-	renewCertificate(ctx, t, ns, issuing)
-	issAfter := waitNewCert(ctx, t, ns, issuingSecret, issBefore)
+	issBefore, err := demo.SecretCertificate(ctx, c, ns, issuingSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.RenewCertificate(ctx, c, ns, issuing); err != nil {
+		t.Fatal(err)
+	}
+	issAfter := waitNewCert(ctx, t, c, ns, issuingSecret, issBefore)
 	if bytes.Equal(issBefore.RawSubjectPublicKeyInfo, issAfter.RawSubjectPublicKeyInfo) {
 		t.Fatalf("issuing CA renewal kept its key: the rotation under test did not happen")
 	}
@@ -134,59 +148,16 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	}
 }
 
-// renewCertificate asks cert-manager to re-issue a Certificate now, as
-// `cmctl renew` does: an Issuing condition in its status.
-func renewCertificate(ctx context.Context, t *testing.T, ns, name string) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		crt, err := dyn.Resource(certificates).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		conds, _, _ := unstructured.NestedSlice(crt.Object, "status", "conditions")
-		conds = append(conds, map[string]any{
-			"type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
-			"message":            "re-issued by the e2e CA rollover test",
-			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-		})
-		if err := unstructured.SetNestedSlice(crt.Object, conds, "status", "conditions"); err != nil {
-			return false, err
-		}
-		_, err = dyn.Resource(certificates).Namespace(ns).UpdateStatus(ctx, crt, metav1.UpdateOptions{})
-		return err == nil, nil // a conflict: read again
-	})
-	if err != nil {
-		t.Fatalf("renew Certificate %s/%s: %v", ns, name, err)
-	}
-}
-
-func secretCert(ctx context.Context, t *testing.T, ns, name string) *x509.Certificate {
-	t.Helper()
-	sec, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("secret %s/%s: %v", ns, name, err)
-	}
-	c, err := firstCert(sec.Data["tls.crt"])
-	if err != nil {
-		t.Fatalf("secret %s/%s tls.crt: %v", ns, name, err)
-	}
-	return c
-}
-
-func waitNewCert(ctx context.Context, t *testing.T, ns, name string, old *x509.Certificate) *x509.Certificate {
+func waitNewCert(ctx context.Context, t *testing.T, c client.Client, ns, name string, old *x509.Certificate) *x509.Certificate {
 	t.Helper()
 	var cur *x509.Certificate
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		sec, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		got, err := demo.SecretCertificate(ctx, c, ns, name)
 		if err != nil {
 			return false, nil
 		}
-		c, err := firstCert(sec.Data["tls.crt"])
-		if err != nil {
-			return false, nil
-		}
-		cur = c
-		return c.SerialNumber.Cmp(old.SerialNumber) != 0, nil
+		cur = got
+		return got.SerialNumber.Cmp(old.SerialNumber) != 0, nil
 	})
 	if err != nil {
 		t.Fatalf("secret %s/%s still holds serial %s: %v", ns, name, old.SerialNumber, err)
