@@ -388,9 +388,8 @@ func (c *Cluster) poll(ctx context.Context, what string, cond func(context.Conte
 		if err := c.exited(); err != nil {
 			return false, err
 		}
-		// Each attempt has its own deadline: a request that hangs (seen
-		// once right after a restart: /readyz unanswered for 5 minutes
-		// while the API server was serving) is dropped and tried again.
+		// Each attempt has its own deadline: a request that hangs is
+		// dropped and tried again.
 		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ok, err := cond(attempt)
 		cancel()
@@ -464,6 +463,14 @@ func (c *Cluster) start(ctx context.Context, t0 time.Time) error {
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig())
 	if err != nil {
+		return err
+	}
+	// The certificates by value, not by path: client-go caches TLS
+	// transports by the config's file paths and re-reads a CA file only
+	// every 5 minutes, so a cluster started again in the same process (new
+	// PKI at the same paths) would be called with the old CA until then.
+	// That was the 5-minute /readyz wait after a restart.
+	if err := rest.LoadTLSFiles(cfg); err != nil {
 		return err
 	}
 	cfg.QPS, cfg.Burst = 50, 100
