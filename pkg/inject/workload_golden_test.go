@@ -1,12 +1,6 @@
 package inject_test
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,8 +9,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/mtls-demo/mtls-webhook/internal/cli"
 	"github.com/mtls-demo/mtls-webhook/internal/podcase"
@@ -38,65 +30,23 @@ type workloadGolden struct {
 // loadWorkload reads file: one workload of a kind TemplateOf knows, then
 // any Services. Unknown fields are errors.
 func loadWorkload(file string) (runtime.Object, []corev1.Service, error) {
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return nil, nil, err
-	}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-	var (
-		obj      runtime.Object
-		services []corev1.Service
-	)
-	for i := 1; ; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: document %d: %w", file, i, err)
-		}
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			return nil, nil, fmt.Errorf("%s: document %d: %w", file, i, err)
-		}
-		var into runtime.Object
-		switch meta.Kind {
-		case "":
-			continue
-		case "Service":
-			var svc corev1.Service
-			if err := yaml.UnmarshalStrict(doc, &svc); err != nil {
-				return nil, nil, fmt.Errorf("%s: service: %w", file, err)
-			}
-			services = append(services, svc)
-			continue
+	return podcase.LoadObject(file, "workload", func(kind string) runtime.Object {
+		switch kind {
 		case inject.KindDeployment:
-			into = &appsv1.Deployment{}
+			return &appsv1.Deployment{}
 		case inject.KindStatefulSet:
-			into = &appsv1.StatefulSet{}
+			return &appsv1.StatefulSet{}
 		case inject.KindDaemonSet:
-			into = &appsv1.DaemonSet{}
+			return &appsv1.DaemonSet{}
 		case inject.KindReplicaSet:
-			into = &appsv1.ReplicaSet{}
+			return &appsv1.ReplicaSet{}
 		case inject.KindJob:
-			into = &batchv1.Job{}
+			return &batchv1.Job{}
 		case inject.KindCronJob:
-			into = &batchv1.CronJob{}
-		default:
-			return nil, nil, fmt.Errorf("%s: document %d: unexpected kind %q", file, i, meta.Kind)
+			return &batchv1.CronJob{}
 		}
-		if obj != nil {
-			return nil, nil, fmt.Errorf("%s: document %d: a second workload; a case holds one", file, i)
-		}
-		if err := yaml.UnmarshalStrict(doc, into); err != nil {
-			return nil, nil, fmt.Errorf("%s: %s: %w", file, meta.Kind, err)
-		}
-		obj = into
-	}
-	if obj == nil {
-		return nil, nil, fmt.Errorf("%s: no workload", file)
-	}
-	return obj, services, nil
+		return nil
+	})
 }
 
 // TestWorkloadGolden runs every workload case of testdata/workloads through
