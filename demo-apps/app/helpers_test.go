@@ -100,7 +100,7 @@ func tlsClient(ca *pki.CA, leaf *pki.Leaf) *http.Client {
 	roots.AddCert(ca.Cert)
 	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	if leaf != nil {
-		pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+		pair, err := leaf.TLSCertificate()
 		if err != nil {
 			panic(err) // test helper input is generated above; cannot be malformed
 		}
@@ -178,7 +178,7 @@ type reply struct {
 // returns the serial of the certificate the server presented.
 func servedSerial(t testing.TB, addr string, _ *pki.CA, leaf *pki.Leaf) string {
 	t.Helper()
-	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+	pair, err := leaf.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}

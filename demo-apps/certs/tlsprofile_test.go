@@ -38,12 +38,12 @@ func TestServerConfigOffersTheIntermediateProfile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			serverCert, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
+			serverCert, err := srv.TLSCertificate()
 			if err != nil {
 				t.Fatal(err)
 			}
 			cl := issue(pki.LeafSpec{CommonName: "frontend"})
-			clientCert, err := tls.X509KeyPair(cl.CertPEM, cl.KeyPEM)
+			clientCert, err := cl.TLSCertificate()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +65,7 @@ func TestClientConfigOffersTheIntermediateProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
+	cert, err := srv.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}

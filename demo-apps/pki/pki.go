@@ -12,6 +12,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -51,6 +52,12 @@ type Leaf struct {
 	Cert    *x509.Certificate
 	CertPEM []byte
 	KeyPEM  []byte
+}
+
+// TLSCertificate is the leaf as a crypto/tls certificate, ready for a
+// server's or client's tls.Config.
+func (l *Leaf) TLSCertificate() (tls.Certificate, error) {
+	return tls.X509KeyPair(l.CertPEM, l.KeyPEM)
 }
 
 // LeafSpec describes the identity and lifetime of a leaf. Zero times mean

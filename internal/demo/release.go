@@ -447,7 +447,7 @@ func (r *Release) RogueTLS(impersonate string) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+	pair, err := leaf.TLSCertificate()
 	if err != nil {
 		return nil, err
 	}

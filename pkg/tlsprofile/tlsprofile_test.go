@@ -25,7 +25,7 @@ func serverCert(t *testing.T, kt pki.KeyType) tls.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+	cert, err := leaf.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}

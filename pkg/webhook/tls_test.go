@@ -27,7 +27,7 @@ func TestServerTLSOffersTheIntermediateProfile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cert, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+			cert, err := leaf.TLSCertificate()
 			if err != nil {
 				t.Fatal(err)
 			}

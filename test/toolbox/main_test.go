@@ -29,7 +29,7 @@ func TestFetchExitCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvPair, err := tls.X509KeyPair(srvLeaf.CertPEM, srvLeaf.KeyPEM)
+	srvPair, err := srvLeaf.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
