@@ -18,6 +18,7 @@ render: ## Show what the webhook injects into examples/, without a cluster (the 
 test-unit: openssl ## Unit, golden and fuzz-seed tests of the webhook packages (race detector on).
 	$(GO) test -race -count=1 $(CORE_PKGS)
 	$(GO) test -race -count=1 -run '^Test' ./test/load  # the load generator's own tests; its benchmark runs in make bench
+	$(GO) test -race -count=1 ./test/toolbox  # the e2e suite's fetch and capture tool
 
 .PHONY: fuzz
 fuzz: ## Fuzz the annotation parser (and its length bombs), the admission handler and its HTTP server for FUZZTIME each (default 60s).

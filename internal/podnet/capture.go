@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ type Capture struct {
 	fd   int
 	port uint16
 	max  int
+	dsts []netip.Addr // when set, only connections to these addresses
 
 	mu     sync.Mutex
 	flows  map[flowKey]*flow
@@ -46,7 +48,10 @@ const maxFlows = 4096
 
 // CapturePod starts capturing TCP segments sent to port in the network
 // namespace of pid, keeping up to maxBytes of client data per connection.
-func CapturePod(pid int, port uint16, maxBytes int) (*Capture, error) {
+// With dsts, only segments whose destination is one of them are seen (on a
+// node: a pod's address and its Service's, so that other pods' traffic to
+// the same port is left out).
+func CapturePod(pid int, port uint16, maxBytes int, dsts ...netip.Addr) (*Capture, error) {
 	fd, err := packetSocketIn(pid)
 	if err != nil {
 		return nil, err
@@ -56,7 +61,7 @@ func CapturePod(pid int, port uint16, maxBytes int) (*Capture, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("SO_RCVTIMEO: %w", err)
 	}
-	c := &Capture{fd: fd, port: port, max: maxBytes, flows: map[flowKey]*flow{},
+	c := &Capture{fd: fd, port: port, max: maxBytes, dsts: dsts, flows: map[flowKey]*flow{},
 		done: make(chan struct{}), stop: make(chan struct{})}
 	go c.loop()
 	return c, nil
@@ -152,6 +157,9 @@ func (c *Capture) frame(b []byte) {
 	key := flowKey{
 		src: netip.AddrFrom4([4]byte(ip[12:16])), dst: netip.AddrFrom4([4]byte(ip[16:20])),
 		srcPort: binary.BigEndian.Uint16(tcp[0:2]), dstPort: dport,
+	}
+	if len(c.dsts) > 0 && !slices.Contains(c.dsts, key.dst) {
+		return
 	}
 	seq := binary.BigEndian.Uint32(tcp[4:8])
 	syn := tcp[13]&0x02 != 0

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -129,6 +130,16 @@ func TestCaptureSeesClientBytesInAnotherNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same traffic through destination filters: one that names the
+	// address the client dials, one that names another.
+	captTo, err := CapturePod(pid, port, 16, netip.MustParseAddr("198.18.0.9"), netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	captElsewhere, err := CapturePod(pid, port, 16, netip.MustParseAddr("198.18.0.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	send := func(p int, msg string) {
 		t.Helper()
 		if err := inNetns(t, pid, func() error {
@@ -150,8 +161,16 @@ func TestCaptureSeesClientBytesInAnotherNamespace(t *testing.T) {
 	for len(capt.Conns()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := capt.Close(); err != nil {
-		t.Fatal(err)
+	for _, c := range []*Capture{capt, captTo, captElsewhere} {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, f := len(captElsewhere.Conns()), captElsewhere.Frames(); n != 0 || f != 0 {
+		t.Errorf("capture limited to 198.18.0.9 saw %d connections, %d frames to 127.0.0.1; want none", n, f)
+	}
+	if got := captTo.Conns(); len(got) != 2 {
+		t.Errorf("capture limited to 198.18.0.9 and 127.0.0.1 saw %d connections %q, want 2", len(got), got)
 	}
 	got := capt.Conns()
 	want := [][]byte{[]byte(`{"request_id": "`), []byte("second")}

@@ -12,7 +12,8 @@
 // missing client certificate only after the handshake).
 //
 // capture runs in a hostNetwork pod (privileged, as tcpdump would) and
-// reads real frames from an AF_PACKET socket for --duration. It prints
+// reads real frames from an AF_PACKET socket for --duration, optionally only
+// those to the addresses in --to. It prints
 // "listening on" when it starts, then PACKETS=, JSON_BODIES= (connections
 // whose first bytes hold "request_id") and CLIENT_HELLOS= (connections that
 // began with a TLS ClientHello).
@@ -29,6 +30,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -194,17 +196,27 @@ func capture(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	port := fs.Uint("port", 8080, "TCP port of the server side")
 	duration := fs.Duration("duration", 30*time.Second, "how long to capture")
+	to := fs.String("to", "", "comma-separated destination addresses to keep (a pod's and its Service's); empty keeps all")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	dsts, err := parseAddrs(*to)
+	if err != nil {
+		fmt.Fprintln(stderr, "capture:", err)
 		return 2
 	}
 	// 4 KiB per connection: the JSON body follows the request line and
 	// headers, and keep-alive connections carry many requests.
-	c, err := podnet.CapturePod(os.Getpid(), uint16(*port), 4096)
+	c, err := podnet.CapturePod(os.Getpid(), uint16(*port), 4096, dsts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "capture:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "listening on all interfaces, tcp port %d, for %s\n", *port, *duration)
+	scope := "any address"
+	if len(dsts) > 0 {
+		scope = *to
+	}
+	fmt.Fprintf(stdout, "listening on all interfaces, tcp port %d to %s, for %s\n", *port, scope, *duration)
 	time.Sleep(*duration)
 	if err := c.Close(); err != nil {
 		fmt.Fprintln(stderr, "capture:", err)
@@ -213,6 +225,22 @@ func capture(args []string, stdout, stderr io.Writer) int {
 	json, hellos := Summarize(c.Conns())
 	fmt.Fprintf(stdout, "PACKETS=%d\nJSON_BODIES=%d\nCLIENT_HELLOS=%d\n", c.Frames(), json, hellos)
 	return 0
+}
+
+// parseAddrs reads --to: IP addresses separated by commas.
+func parseAddrs(list string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("--to=%s: %q is not an IP address; want addresses such as 198.18.0.10,198.19.0.20", list, f)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // Summarize counts connections whose first client bytes carry the demo's

@@ -132,3 +132,19 @@ func TestFetchRetriesARefusedConnection(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and the answer", code, out.String(), errOut.String())
 	}
 }
+
+// --to takes addresses separated by commas; anything else is refused with
+// the flag, the value and an example.
+func TestParseAddrs(t *testing.T) {
+	got, err := parseAddrs("198.18.0.10, 198.19.0.20,")
+	if err != nil || len(got) != 2 || got[0].String() != "198.18.0.10" || got[1].String() != "198.19.0.20" {
+		t.Errorf("parseAddrs(two addresses) = %v, %v", got, err)
+	}
+	if got, err := parseAddrs(""); err != nil || len(got) != 0 {
+		t.Errorf(`parseAddrs("") = %v, %v; want no filter`, got, err)
+	}
+	_, err = parseAddrs("198.18.0.10,backend-svc")
+	if err == nil || !strings.Contains(err.Error(), `--to=198.18.0.10,backend-svc: "backend-svc" is not an IP address`) {
+		t.Errorf("parseAddrs(a name) error = %v", err)
+	}
+}
