@@ -40,18 +40,19 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	t.Parallel() // its own namespace; runs beside the other parallel tests
 	ctx := ctxFor(t, 12*time.Minute)
 	ns := "e2e-ca-rollover"
-	// Leaves renew 90 s after issuance, so both apps pick up the new issuing
-	// key within a minute and a half.
-	installDemo(t, ns, "pki.certDuration=5m", "pki.certRenewBefore=3m30s")
+	// Leaves renew 45 s after issuance, so both apps pick up the new issuing
+	// key within 45 s of the rotation.
+	installDemo(t, ns, "pki.certDuration=3m", "pki.certRenewBefore=2m15s")
 	root, issuing := demo.RootCACertificate, demo.IssuingCACertificate
 	rootSecret, issuingSecret := demo.RootCASecret, demo.IssuingCASecret
 
 	// Both apps started together and would renew together. A fresh backend
-	// half a renewal period later makes them renew at different moments, so
+	// about half a renewal period later (15 s plus the rollout) makes them
+	// renew at different moments, so
 	// after the rotation there is a window in which one holds a leaf from
 	// the new issuing key and the other one from the old: the overlap under
 	// test.
-	time.Sleep(40 * time.Second)
+	time.Sleep(15 * time.Second)
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
 	if _, err := kube.AppsV1().Deployments(ns).Patch(ctx, "backend", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -62,9 +63,9 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	// after it is Ready; failures before that are not the CA's.
 	time.Sleep(20 * time.Second)
 
-	// About three minutes of requests (every 200 ms), enough for both
-	// renewals and for both apps' leaves to follow.
-	load := clientPod(ns, "rollover-load", "https://frontend-svc:8080", 700, true)
+	// About 110 s of requests (every 200 ms): the rotation comes about 30 s
+	// in, and both apps' leaves follow within a renewal period (45 s).
+	load := clientPod(ns, "rollover-load", "https://frontend-svc:8080", 550, true)
 	created, err := kube.CoreV1().Pods(ns).Create(ctx, load, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

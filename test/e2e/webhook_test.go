@@ -22,6 +22,9 @@ import (
 // open with a TLS ClientHello (the seed's Wireshark "Decode As" TLS on port
 // 8080) and the JSON is gone.
 func TestUseMTLSTogglePacketCapture(t *testing.T) {
+	// Its own namespace, and the capture keeps only connections to this
+	// namespace's backend: it runs beside the other parallel tests.
+	t.Parallel()
 	ctx := ctxFor(t, 15*time.Minute)
 	ns := "e2e-toggle"
 	installDemo(t, ns, "useMTLS=false")
@@ -42,9 +45,17 @@ func TestUseMTLSTogglePacketCapture(t *testing.T) {
 // capture runs the toolbox's capture in a host-network pod on the backend's
 // node for 30s while the demo client sends requests: real frames on the
 // node's interfaces, summarized as packets, JSON bodies and ClientHellos.
+// Only connections to this namespace's backend count (its pod address, or
+// backend-svc's before kube-proxy rewrites it), so other tests' demos on
+// the same node and port are not mistaken for this one.
 func capture(ctx context.Context, t *testing.T, ns string, useMTLS bool) string {
 	t.Helper()
 	backend := readyPod(ctx, t, ns, "backend")
+	svc, err := kube.CoreV1().Services(ns).Get(ctx, "backend-svc", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := backend.Status.PodIP + "," + svc.Spec.ClusterIP
 	name := fmt.Sprintf("capture-%t", useMTLS)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -54,7 +65,7 @@ func capture(ctx context.Context, t *testing.T, ns string, useMTLS bool) string 
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
 				Name: "capture", Image: toolboxImage(), ImagePullPolicy: corev1.PullIfNotPresent,
-				Args:            []string{"capture", "--port", "8080", "--duration", "30s"},
+				Args:            []string{"capture", "--port", "8080", "--to", to, "--duration", "30s"},
 				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0)},
 			}},
 		},
@@ -117,7 +128,11 @@ func hasCSIVolume(p *corev1.Pod) bool {
 // The webhook's own serving certificate is renewed (its Secret deleted, so
 // cert-manager issues a new key pair) while pods keep being admitted: not
 // one admission may fail, and the secret must really be re-issued.
+//
+// It runs beside the other parallel tests, whose pods are admitted while
+// the certificate changes too.
 func TestWebhookCertRenewalKeepsAdmitting(t *testing.T) {
+	t.Parallel()
 	ctx := ctxFor(t, 10*time.Minute)
 	wns, ns := suite.webhookNamespace, suite.demoNamespace
 	dumpOnFailure(t, wns)
