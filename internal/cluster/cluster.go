@@ -626,10 +626,10 @@ func (c *Cluster) writeFiles() error {
 func (c *Cluster) Memory() map[string]uint64 {
 	m := map[string]uint64{}
 	for _, p := range c.procs {
-		m[p.name] = rss(p.p.Pid())
+		m[p.name] = RSS(p.p.Pid())
 	}
 	for _, pid := range shimPIDs(c.containerdSocket()) {
-		m["shims"] += rss(pid)
+		m["shims"] += RSS(pid)
 	}
 	seen := map[int]bool{}
 	for _, cg := range c.rec.NewCgroups {
@@ -639,7 +639,7 @@ func (c *Cluster) Memory() map[string]uint64 {
 				var pid int
 				if _, err := fmt.Sscan(f, &pid); err == nil && !seen[pid] {
 					seen[pid] = true
-					m["containers"] += rss(pid)
+					m["containers"] += RSS(pid)
 				}
 			}
 		}
@@ -647,8 +647,8 @@ func (c *Cluster) Memory() map[string]uint64 {
 	return m
 }
 
-// rss is a process's VmRSS in bytes (0 if gone).
-func rss(pid int) uint64 {
+// RSS is a process's VmRSS in bytes (0 if gone).
+func RSS(pid int) uint64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0

@@ -239,7 +239,7 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	} else if len(conns) > 0 {
 		fmt.Fprintf(o.Out, "wire: %d connection(s) captured on the backend pod's eth0 (AF_PACKET, %d segments to :8080); no readable JSON (first bytes % x: TLS handshake record)\n", len(conns), tap.Frames(), conns[0][:min(3, len(conns[0]))])
 	}
-	fmt.Fprintf(o.Out, "memory: the cluster's processes held %s resident at the end (%s)\n", mib(total), memLine(mem))
+	fmt.Fprintf(o.Out, "memory: the cluster's processes and kube-router held %s resident at the end (%s)\n", mib(total), memLine(mem))
 	if o.Rogue && o.Scene != ScenePlain {
 		for _, r := range rel.RogueChecks(context.Background()) {
 			verdict := "REFUSED (good)"

@@ -64,6 +64,17 @@ type Stack struct {
 	cancel   context.CancelFunc
 }
 
+// Memory is the resident memory of everything the stack runs, by
+// component: the cluster's (see cluster.Cluster.Memory) and kube-router's
+// firewall, which runs beside it.
+func (s *Stack) Memory() map[string]uint64 {
+	m := s.Cluster.Memory()
+	if s.Firewall != nil {
+		m["kube-router"] = cluster.RSS(s.Firewall.PID())
+	}
+	return m
+}
+
 // Up starts the cluster and installs everything on it. On failure it
 // stops what it started, so the host is restored on every path.
 func Up(ctx context.Context, o Options) (s *Stack, err error) {
