@@ -259,7 +259,7 @@ func checkCommonName(v string) field.ErrorList {
 
 func parseDNSNames(v string, limit int) ([]string, field.ErrorList) {
 	p := PathFor(DNSNames)
-	return parseTemplatedList(p, v, "DNS names", limit, "--max-dns-names", nil, func(name, expanded string) field.ErrorList {
+	return parseTemplatedList(p, v, "DNS names", limit, "a certificate may carry at most %d (--max-dns-names)", nil, func(name, expanded string) field.ErrorList {
 		var errs field.ErrorList
 		for _, msg := range validation.IsDNS1123Subdomain(strings.TrimPrefix(expanded, "*.")) {
 			errs = append(errs, field.Invalid(p, name, "not a valid DNS name: "+msg))
@@ -272,7 +272,7 @@ func parseDNSNames(v string, limit int) ([]string, field.ErrorList) {
 // ID template itself adds nothing; limit counts the SPIFFE ID too.
 func parseURIs(v, spiffe string, limit int) ([]string, field.ErrorList) {
 	p := PathFor(URISANs)
-	return parseTemplatedList(p, v, "URIs", limit-1, "--max-uri-sans, the pod's SPIFFE ID included", map[string]bool{spiffe: true}, func(raw, expanded string) field.ErrorList {
+	return parseTemplatedList(p, v, "URIs", limit-1, "besides its SPIFFE ID a certificate may carry at most %d (--max-uri-sans counts the SPIFFE ID too)", map[string]bool{spiffe: true}, func(raw, expanded string) field.ErrorList {
 		if strings.IndexFunc(raw, unicode.IsControl) >= 0 || strings.ContainsAny(raw, " ") {
 			return field.ErrorList{field.Invalid(p, raw, "must not contain spaces or control characters")}
 		}
@@ -289,8 +289,9 @@ func parseURIs(v, spiffe string, limit int) ([]string, field.ErrorList) {
 // placeholders, and keeps the first of any duplicates; entries in skip are
 // dropped. It is linear in the length of v: duplicates are found through a
 // map, and more than limit distinct entries, or more than maxListErrors bad
-// ones, end the work early.
-func parseTemplatedList(p *field.Path, v, what string, limit int, limitFlag string, skip map[string]bool, check func(raw, expanded string) field.ErrorList) ([]string, field.ErrorList) {
+// ones, end the work early. overLimit says, with a %d for limit, how many
+// entries are allowed and which flag sets it.
+func parseTemplatedList(p *field.Path, v, what string, limit int, overLimit string, skip map[string]bool, check func(raw, expanded string) field.ErrorList) ([]string, field.ErrorList) {
 	var (
 		out  []string
 		errs field.ErrorList
@@ -313,7 +314,7 @@ func parseTemplatedList(p *field.Path, v, what string, limit int, limitFlag stri
 		if len(seen) > limit {
 			n := countDistinct(entries, skip)
 			return nil, append(errs, field.Invalid(p, fmt.Sprintf("(%d %s)", n, what),
-				fmt.Sprintf("lists %d distinct %s; a certificate may carry at most %d (%s)", n, what, limit, limitFlag)))
+				fmt.Sprintf("lists %d distinct %s; ", n, what)+fmt.Sprintf(overLimit, limit)))
 		}
 		expanded, el := expandTemplates(p, raw)
 		if el == nil {

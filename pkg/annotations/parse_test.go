@@ -198,7 +198,7 @@ func TestParseRefuses(t *testing.T) {
 		"more URIs than --max-uri-sans, the SPIFFE ID counted": {
 			ann:      base(URISANs, "urn:a,urn:b"),
 			defaults: func(d *Defaults) { d.Limits.MaxURISANs = 2 },
-			want:     field.ErrorList{field.Invalid(p(URISANs), "(2 URIs)", "lists 2 distinct URIs; a certificate may carry at most 1 (--max-uri-sans, the pod's SPIFFE ID included)")},
+			want:     field.ErrorList{field.Invalid(p(URISANs), "(2 URIs)", "lists 2 distinct URIs; besides its SPIFFE ID a certificate may carry at most 1 (--max-uri-sans counts the SPIFFE ID too)")},
 		},
 		"a newline in the common name": {
 			ann:  base(CommonName, "admin\nroot"),
