@@ -246,6 +246,10 @@ func TestAnnotatingADeploymentTurnsOnMTLS(t *testing.T) {
 // switch serials by themselves; with CERT_RELOAD=false they keep serving the
 // first certificate until `kubectl rollout restart`.
 func TestCertRenewalReloadVsRestart(t *testing.T) {
+	// Two namespaces of their own: both cases run beside the other parallel
+	// tests (without this, the parent would wait for its subtests before the
+	// next test starts).
+	t.Parallel()
 	short := []string{"pki.certDuration=5m", "pki.certRenewBefore=3m30s"}
 	t.Run("reload", func(t *testing.T) {
 		t.Parallel()
