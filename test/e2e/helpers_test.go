@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,6 +34,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // toolboxImage is the suite's own tool image (test/toolbox, built by `make
@@ -95,6 +97,9 @@ func TestMain(m *testing.M) {
 	}
 	kube = kubernetes.NewForConfigOrDie(cfg)
 	dyn = dynamic.NewForConfigOrDie(cfg)
+	// controller-runtime's client (used for cert-manager's types) logs
+	// nothing the suite reads; without a logger it prints a stack trace.
+	ctrllog.SetLogger(logr.Discard())
 	os.Exit(m.Run())
 }
 
