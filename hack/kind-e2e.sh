@@ -118,10 +118,12 @@ log "installing mtls-demo"
   --wait --timeout 5m
 
 # 5. The suite. It installs further mtls-demo releases of its own (Case 2,
-# USE_MTLS toggling) with the same helm and image settings.
+# USE_MTLS toggling) with the same helm and image settings. -parallel 8: its
+# parallel tests mostly wait for renewals, and go test would run only
+# GOMAXPROCS of them at once (as hack/e2e-local does).
 log "running test/e2e"
 E2E_HELM="${HELM}" \
   E2E_WEBHOOK_NAMESPACE="${WEBHOOK_NAMESPACE}" E2E_DEMO_NAMESPACE="${DEMO_NAMESPACE}" \
   E2E_REGISTRY="${REGISTRY}" E2E_IMAGE_TAG="${IMAGE_TAG}" \
-  "${GO}" test -tags e2e -count=1 -v -timeout "${E2E_TIMEOUT:-40m}" \
+  "${GO}" test -tags e2e -count=1 -v -parallel 8 -timeout "${E2E_TIMEOUT:-40m}" \
   -run "${E2E_RUN:-.}" ./test/e2e/...

@@ -66,7 +66,11 @@ func run() int {
 		return 1
 	}
 
-	cmd := exec.CommandContext(ctx, "go", "test", "-tags", "e2e", "-count=1", "-v", "-timeout", timeout.String(), "-run", *runRE, "./test/e2e/...")
+	// -parallel 8: the parallel tests (each in a namespace of its own)
+	// mostly wait for renewals; go test would run only GOMAXPROCS of them
+	// at once, two on a 2-core machine. hack/kind-e2e.sh does the same.
+	cmd := exec.CommandContext(ctx, "go", "test", "-tags", "e2e", "-count=1", "-v", "-parallel", "8",
+		"-timeout", timeout.String(), "-run", *runRE, "./test/e2e/...")
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(),
