@@ -48,10 +48,9 @@ func TestCARolloverUnderLoad(t *testing.T) {
 
 	// Both apps started together and would renew together. A fresh backend
 	// about half a renewal period later (15 s plus the rollout) makes them
-	// renew at different moments, so
-	// after the rotation there is a window in which one holds a leaf from
-	// the new issuing key and the other one from the old: the overlap under
-	// test.
+	// renew at different moments, so after the rotation there is a window
+	// in which one holds a leaf from the new issuing key and the other one
+	// from the old: the overlap under test.
 	time.Sleep(15 * time.Second)
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
 	if _, err := kube.AppsV1().Deployments(ns).Patch(ctx, "backend", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
