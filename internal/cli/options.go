@@ -93,6 +93,7 @@ func (o *InjectOptions) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Limits.MinDuration, "min-duration", l.MinDuration, "shortest certificate lifetime a pod may ask for (at least 1m)")
 	fs.DurationVar(&o.Limits.MaxDuration, "max-duration", l.MaxDuration, "longest certificate lifetime a pod may ask for")
 	fs.IntVar(&o.Limits.MaxRSAKeySize, "max-rsa-key-size", l.MaxRSAKeySize, "largest RSA key a pod may ask for, in bits (2048 to 8192)")
+	fs.DurationVar(&o.Limits.MinRenewInterval, "min-renew-interval", l.MinRenewInterval, "shortest time a certificate stays in use between renewals (duration minus renew-before): each renewal is a new key and certificate request per replica")
 }
 
 func (o *ServeOptions) bind(fs *flag.FlagSet) {
@@ -235,9 +236,9 @@ func (o *InjectOptions) flagsBehind(fieldPath string) string {
 		return fmt.Sprintf("--default-issuer=%q --default-issuer-kind=%q --default-issuer-group=%q --allowed-issuers=%q",
 			o.DefaultIssuer, o.DefaultIssuerKind, o.DefaultIssuerGroup, o.AllowedIssuers)
 	case annotations.PathFor(annotations.Duration).String():
-		return fmt.Sprintf("--default-duration=%s --min-duration=%s --max-duration=%s", o.DefaultDuration, o.Limits.MinDuration, o.Limits.MaxDuration)
+		return fmt.Sprintf("--default-duration=%s --default-renew-before=%s --min-duration=%s --max-duration=%s --min-renew-interval=%s", o.DefaultDuration, o.DefaultRenewBefore, o.Limits.MinDuration, o.Limits.MaxDuration, o.Limits.MinRenewInterval)
 	case annotations.PathFor(annotations.RenewBefore).String():
-		return fmt.Sprintf("--default-renew-before=%s", o.DefaultRenewBefore)
+		return fmt.Sprintf("--default-renew-before=%s --min-renew-interval=%s", o.DefaultRenewBefore, o.Limits.MinRenewInterval)
 	case annotations.PathFor(annotations.URISANs).String():
 		return fmt.Sprintf("--trust-domain=%q", o.TrustDomain)
 	case annotations.PathFor(annotations.DNSNames).String():

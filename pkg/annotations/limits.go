@@ -21,6 +21,11 @@ type Limits struct {
 	// MinDuration and MaxDuration bound the certificate lifetime.
 	MinDuration time.Duration
 	MaxDuration time.Duration
+	// MinRenewInterval is the shortest time a certificate must stay in use
+	// between two renewals (duration minus renew-before): each renewal is
+	// a new key and a CertificateRequest for every replica, so a
+	// renew-before just under the duration would renew every second.
+	MinRenewInterval time.Duration
 	// MaxRSAKeySize is the largest RSA key a pod may ask for: every renewal
 	// generates a key, and an RSA-8192 key costs seconds of CPU.
 	MaxRSAKeySize int
@@ -34,6 +39,9 @@ const (
 	DefaultMinDuration   = time.Minute
 	DefaultMaxDuration   = 90 * 24 * time.Hour
 	DefaultMaxRSAKeySize = 4096
+	// DefaultMinRenewInterval lets the demo renew every 30 s and keeps
+	// the issuer's load from a pod at two requests a minute at most.
+	DefaultMinRenewInterval = 30 * time.Second
 )
 
 // RSAMinKeySize and RSAMaxKeySize bound RSA key sizes whatever the flags say:
@@ -52,6 +60,8 @@ func NewLimits() Limits {
 		MinDuration:   DefaultMinDuration,
 		MaxDuration:   DefaultMaxDuration,
 		MaxRSAKeySize: DefaultMaxRSAKeySize,
+
+		MinRenewInterval: DefaultMinRenewInterval,
 	}
 }
 
@@ -76,6 +86,9 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxRSAKeySize <= 0 {
 		l.MaxRSAKeySize = d.MaxRSAKeySize
 	}
+	if l.MinRenewInterval <= 0 {
+		l.MinRenewInterval = d.MinRenewInterval
+	}
 	return l
 }
 
@@ -88,6 +101,12 @@ func (l Limits) Validate() []error {
 	}
 	if l.MaxDuration < l.MinDuration {
 		errs = append(errs, fmt.Errorf("--max-duration=%s: must not be shorter than --min-duration=%s", l.MaxDuration, l.MinDuration))
+	}
+	if l.MinRenewInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--min-renew-interval=%s: must be at least 1s", l.MinRenewInterval))
+	}
+	if l.MinRenewInterval > l.MinDuration*2/3 {
+		errs = append(errs, fmt.Errorf("--min-renew-interval=%s: must be at most two thirds of --min-duration=%s (%s), or a certificate of the shortest allowed lifetime could never be renewed in time", l.MinRenewInterval, l.MinDuration, l.MinDuration*2/3))
 	}
 	if l.MaxRSAKeySize < RSAMinKeySize || l.MaxRSAKeySize > RSAMaxKeySize {
 		errs = append(errs, fmt.Errorf("--max-rsa-key-size=%d: must be %d to %d", l.MaxRSAKeySize, RSAMinKeySize, RSAMaxKeySize))

@@ -92,18 +92,25 @@ func ParsePartial(ann map[string]string, d Defaults) (Config, []string, field.Er
 		errs = append(errs, field.NotSupported(PathFor(Enable), v, []string{"true", "false"}))
 	}
 
+	// The API server refuses annotations over 256 KiB in all, but only
+	// after mutating admission: refuse them here first, before any work
+	// that grows with their number or size.
+	if e := checkTotalSize(ann); e != nil {
+		return Config{}, nil, field.ErrorList{e}
+	}
+
 	cfg := Config{Enabled: true, UseMTLS: true, MountPath: DefaultMountPath}
 	warnings := unknownKeys(ann)
 	lim := d.Limits.WithDefaults()
 
 	// Refuse overlong values before reading them: nothing below may spend
 	// time on them. The pod is refused anyway, so they are dropped from
-	// the view the other checks see.
+	// the view the other checks see. Only the known keys are read at all.
 	if el := checkLengths(ann, lim.MaxValueBytes); len(el) > 0 {
 		errs = append(errs, el...)
-		trimmed := make(map[string]string, len(ann))
-		for k, v := range ann {
-			if !strings.HasPrefix(k, Prefix) || len(v) <= lim.MaxValueBytes {
+		trimmed := make(map[string]string, len(known))
+		for _, k := range known {
+			if v, ok := ann[k]; ok && len(v) <= lim.MaxValueBytes {
 				trimmed[k] = v
 			}
 		}
@@ -226,12 +233,32 @@ func parseIssuer(ann map[string]string, d Defaults, errs field.ErrorList) (Issue
 	return ref, errs
 }
 
-// checkLengths refuses every mtls.demo/ value longer than max bytes.
+// MaxTotalAnnotationBytes is the API server's limit on the size of an
+// object's annotations, keys and values together
+// (apimachinery's TotalAnnotationSizeLimitB).
+const MaxTotalAnnotationBytes = 256 << 10
+
+// checkTotalSize refuses annotations the API server would refuse for their
+// size, naming how large they are.
+func checkTotalSize(ann map[string]string) *field.Error {
+	total := 0
+	for k, v := range ann {
+		total += len(k) + len(v)
+	}
+	if total <= MaxTotalAnnotationBytes {
+		return nil
+	}
+	return field.Invalid(annotationsPath, fmt.Sprintf("(%d annotations, %d bytes)", len(ann), total), fmt.Sprintf(
+		"the annotations of one object may have at most %d bytes, keys and values together (the API server's limit); none of them is read past it", MaxTotalAnnotationBytes))
+}
+
+// checkLengths refuses every known mtls.demo/ value longer than limit
+// bytes; unknown keys are never read, so their values may be any length.
 func checkLengths(ann map[string]string, limit int) field.ErrorList {
 	var errs field.ErrorList
-	for k, v := range ann {
-		if len(v) > limit && strings.HasPrefix(k, Prefix) {
-			errs = append(errs, field.Invalid(PathFor(k), v[:32]+"...",
+	for _, k := range known {
+		if v, ok := ann[k]; ok && len(v) > limit {
+			errs = append(errs, field.Invalid(PathFor(k), Quote(v),
 				fmt.Sprintf("is %d bytes long; an annotation value of this webhook may have at most %d (--max-annotation-bytes)", len(v), limit)))
 		}
 	}
@@ -379,20 +406,30 @@ func parseLifetime(ann map[string]string, d Defaults, lim Limits) (time.Duration
 	if len(errs) > 0 {
 		return 0, 0, errs
 	}
-	if renew >= dur {
+	if renew >= dur || dur-renew < lim.MinRenewInterval {
 		if !renewSet {
 			// The webhook-wide default does not fit a short duration the user
 			// chose: renew after two thirds of the lifetime instead of failing
 			// on a value the user never wrote.
 			renew = dur / 3
-		} else {
-			src := "the webhook's --default-duration"
-			if durSet {
-				src = Duration
-			}
-			errs = append(errs, field.Invalid(PathFor(RenewBefore), ann[RenewBefore],
-				fmt.Sprintf("must be shorter than the certificate duration (%s from %s)", dur, src)))
 		}
+	}
+	src := "the webhook's --default-duration"
+	if durSet {
+		src = Duration
+	}
+	switch {
+	case renew >= dur:
+		errs = append(errs, field.Invalid(PathFor(RenewBefore), ann[RenewBefore],
+			fmt.Sprintf("must be shorter than the certificate duration (%s from %s)", dur, src)))
+	case dur-renew < lim.MinRenewInterval:
+		p, v := PathFor(RenewBefore), ann[RenewBefore]
+		if !renewSet {
+			p, v = PathFor(Duration), ann[Duration]
+		}
+		errs = append(errs, field.Invalid(p, v, fmt.Sprintf(
+			"leaves %s between renewals (duration %s minus renew-before %s); a certificate must stay in use at least %s between renewals (--min-renew-interval), because every renewal is a new key and certificate request for every replica",
+			dur-renew, dur, renew, lim.MinRenewInterval)))
 	}
 	return dur, renew, errs
 }
