@@ -140,7 +140,7 @@ func (p Policy) checkDNSNames(id annotations.Identity, n Names) field.ErrorList 
 // it, for a pod in namespace ns.
 func (p Policy) DNSRule(ns string) string {
 	cd := p.ClusterDomain
-	rule := fmt.Sprintf("a DNS name must be one DNS label L, or L.%s, L.%s.svc or L.%s.svc.%s, where L is exactly one label; the only wildcard is *.%s.svc.%s",
+	rule := fmt.Sprintf("a DNS name must be L.%s, L.%s.svc or L.%s.svc.%s, where L is exactly one label; the only wildcard is *.%s.svc.%s; a bare label (web, localhost) is not given without a grant, since a pod of any namespace could claim it",
 		ns, ns, ns, cd, ns, cd)
 	var grants []string
 	for _, g := range p.AllowedDNSNames {
@@ -186,7 +186,11 @@ func ownZone(name, ns, clusterDomain string) bool {
 		return false
 	}
 	switch tail := strings.Join(rest, "."); {
-	case len(rest) == 0, tail == ns, tail == ns+".svc":
+	case len(rest) == 0:
+		// A bare label names a host in every namespace's search path:
+		// any pod could claim it, so only an admin's grant gives one.
+		return false
+	case tail == ns, tail == ns+".svc":
 		return true
 	case clusterDomain != "" && tail == ns+".svc."+clusterDomain:
 		return true

@@ -118,12 +118,12 @@ func TestCheckNames(t *testing.T) {
 
 		// 2. Common name
 		"a common name is refused without --allow-common-name": {
-			names: Names{CommonName: "admin", DNSNames: []string{"admin"}},
+			names: Names{CommonName: "admin", DNSNames: []string{"admin.shop.svc"}},
 			field: annotations.CommonName, want: []string{`"admin"`, "--allow-common-name"},
 		},
 		"an allowed common name equal to a DNS name of the pod": {
 			policy: []func(*Policy){allowCN},
-			names:  Names{CommonName: "web.${POD_NAMESPACE}.svc", DNSNames: []string{"web", "web.shop.svc"}},
+			names:  Names{CommonName: "web.${POD_NAMESPACE}.svc", DNSNames: []string{"web.shop", "web.shop.svc"}},
 		},
 		"an allowed common name equal to the pod's SPIFFE ID": {
 			policy: []func(*Policy){allowCN},
@@ -131,12 +131,12 @@ func TestCheckNames(t *testing.T) {
 		},
 		"an allowed common name that is none of the pod's names": {
 			policy: []func(*Policy){allowCN},
-			names:  Names{CommonName: "postgres", DNSNames: []string{"web"}},
+			names:  Names{CommonName: "postgres", DNSNames: []string{"web.shop"}},
 			field:  annotations.CommonName, want: []string{`"postgres"`, "one of the certificate's own DNS names or its SPIFFE ID spiffe://cluster.local/ns/shop/sa/web"},
 		},
 		"a pod-name common name equal to a pod-name DNS name": {
 			policy: []func(*Policy){allowCN},
-			names:  Names{CommonName: "${POD_NAME}", DNSNames: []string{"${POD_NAME}"}},
+			names:  Names{CommonName: "${POD_NAME}.shop.svc", DNSNames: []string{"${POD_NAME}.shop.svc"}},
 		},
 
 		// 3. DNS names after expansion
@@ -160,11 +160,32 @@ func TestCheckNames(t *testing.T) {
 
 		// 4. The forms
 		"every form of the namespace's own zone": {
-			names: Names{DNSNames: []string{"web", "web.shop", "web.shop.svc", "web.shop.svc.cluster.local", "*.shop.svc.cluster.local"}},
+			names: Names{DNSNames: []string{"web.shop", "web.shop.svc", "web.shop.svc.cluster.local", "*.shop.svc.cluster.local"}},
+		},
+		"a bare label any namespace could claim": {
+			names: Names{DNSNames: []string{"payments"}},
+			field: annotations.DNSNames, want: []string{`"payments"`, "a bare label (web, localhost) is not given without a grant, since a pod of any namespace could claim it"},
+		},
+		"localhost": {
+			names: Names{DNSNames: []string{"web.shop", "localhost"}},
+			field: annotations.DNSNames, want: []string{`"localhost"`},
+		},
+		"a bare label from a template": {
+			names: Names{DNSNames: []string{"${POD_NAME}"}},
+			field: annotations.DNSNames, want: []string{"web-5d4c- plus the 5 characters"},
+		},
+		"a bare label an admin grants the namespace": {
+			policy: []func(*Policy){grantDNS("shop=payments")},
+			names:  Names{DNSNames: []string{"payments"}},
+		},
+		"a bare label granted to another namespace": {
+			policy: []func(*Policy){grantDNS("bank=payments")},
+			names:  Names{DNSNames: []string{"payments"}},
+			field:  annotations.DNSNames, want: []string{`"payments"`},
 		},
 		"two labels in front of the namespace": {
 			names: Names{DNSNames: []string{"login.bank.shop"}},
-			field: annotations.DNSNames, want: []string{`"login.bank.shop"`, "a DNS name must be one DNS label L, or L.shop, L.shop.svc or L.shop.svc.cluster.local, where L is exactly one label; the only wildcard is *.shop.svc.cluster.local"},
+			field: annotations.DNSNames, want: []string{`"login.bank.shop"`, "a DNS name must be L.shop, L.shop.svc or L.shop.svc.cluster.local, where L is exactly one label; the only wildcard is *.shop.svc.cluster.local"},
 		},
 		"a namespace called svc cannot claim another namespace's Services": {
 			id:    annotations.Identity{GenerateName: "x-", Namespace: "svc", ServiceAccount: "default"},
@@ -265,6 +286,45 @@ func TestBadGlobsAreRefusedAtStartUp(t *testing.T) {
 		if _, err := ParseDNSGrant(bad); err == nil {
 			t.Errorf("--allowed-dns-names grant %q accepted", bad)
 		}
+	}
+}
+
+func TestAmbiguousGlobsAreRefusedAtStartUp(t *testing.T) {
+	for _, bad := range []string{
+		// Namespace a with service account b-c, and namespace a-b with c,
+		// both make urn:a-b-c.
+		"urn:${POD_NAMESPACE}-${SERVICE_ACCOUNT_NAME}",
+		"urn:${POD_NAMESPACE}${SERVICE_ACCOUNT_NAME}",
+		"urn:${SERVICE_ACCOUNT_NAME}-${POD_NAMESPACE}",
+		// A service account may hold dots, so "." does not end it.
+		"urn:${SERVICE_ACCOUNT_NAME}.${SERVICE_ACCOUNT_NAME}",
+		// * runs over anything but "/".
+		"urn:${POD_NAMESPACE}*",
+		"https://x/*-${POD_NAMESPACE}",
+	} {
+		if _, err := ParseURIGlob(bad); err == nil || !strings.Contains(err.Error(), "is ambiguous") {
+			t.Errorf("--allowed-uri-sans glob %q: %v, want it refused as ambiguous", bad, err)
+		}
+	}
+	for _, bad := range []string{"*=${POD_NAMESPACE}-${SERVICE_ACCOUNT_NAME}.example.com", "*=${POD_NAMESPACE}*.example.com"} {
+		if _, err := ParseDNSGrant(bad); err == nil || !strings.Contains(err.Error(), "is ambiguous") {
+			t.Errorf("--allowed-dns-names grant %q: %v, want it refused as ambiguous", bad, err)
+		}
+	}
+	for _, good := range []string{
+		"urn:${POD_NAMESPACE}:${SERVICE_ACCOUNT_NAME}",
+		"urn:${POD_NAMESPACE}.${SERVICE_ACCOUNT_NAME}",
+		"urn:${SERVICE_ACCOUNT_NAME}.${POD_NAMESPACE}",
+		"https://id.example/${POD_NAMESPACE}/${SERVICE_ACCOUNT_NAME}",
+		"urn:shop:${SERVICE_ACCOUNT_NAME}",
+		"https://*.example.com/*",
+	} {
+		if _, err := ParseURIGlob(good); err != nil {
+			t.Errorf("--allowed-uri-sans glob %q refused: %v", good, err)
+		}
+	}
+	if _, err := ParseDNSGrant("*=${SERVICE_ACCOUNT_NAME}.${POD_NAMESPACE}.example.com"); err != nil {
+		t.Errorf("unambiguous grant refused: %v", err)
 	}
 }
 
