@@ -46,7 +46,7 @@ func TestRenderUsesServicesFromAFile(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "web-svc,web-svc.shop,web-svc.shop.svc,web-svc.shop.svc.cluster.local") {
+	if !strings.Contains(out, "web-svc.shop,web-svc.shop.svc,web-svc.shop.svc.cluster.local") {
 		t.Errorf("DNS names not derived from --services:\n%s", out)
 	}
 }
@@ -59,7 +59,7 @@ func TestRenderPutsNamespacelessServicesInTheNamespaceFlag(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "web-svc,web-svc.shop,web-svc.shop.svc,web-svc.shop.svc.cluster.local") {
+	if !strings.Contains(out, "web-svc.shop,web-svc.shop.svc,web-svc.shop.svc.cluster.local") {
 		t.Errorf("DNS names not derived from the namespaceless --services entry:\n%s", out)
 	}
 }

@@ -75,6 +75,10 @@ func (in *Injector) run(pod *corev1.Pod, services []corev1.Service, driverRules 
 		if driverRules {
 			errs = append(errs, in.Checks.Check(res.Pod, res.Attributes)...)
 		}
+	} else {
+		// The pod is refused for what the mutation found; the names it
+		// asks for are judged too, so that one answer lists everything.
+		errs = append(errs, in.checkNamesOf(pod, cfg, services, func(...string) bool { return false })...)
 	}
 	out.Warnings = append(out.Warnings, res.Warnings...)
 	if len(errs) > 0 {
@@ -115,6 +119,7 @@ func (in *Injector) alsoWrong(pod *corev1.Pod, cfg annotations.Config, parseErrs
 	if !failed(annotations.Issuer, annotations.IssuerKind, annotations.IssuerGroup) {
 		errs = append(errs, in.Policy.CheckIssuer(cfg.Issuer)...)
 	}
+	errs = append(errs, in.checkNamesOf(pod, cfg, services, failed)...)
 	if cfg.Containers != nil && len(cfg.Containers) == 0 {
 		// mtls.demo/containers names no valid container: nothing is
 		// selected, and its own errors say why.
@@ -138,6 +143,32 @@ func (in *Injector) alsoWrong(pod *corev1.Pod, cfg annotations.Config, parseErrs
 }
 
 var containersPath = annotations.PathFor(annotations.Containers).String()
+
+// checkNamesOf runs the name policy on the names cfg asks for, on a pod the
+// mutation did not finish: the names whose annotation failed (as failed
+// tells) are left out, since their errors already say what is wrong, and
+// so is the common name when the DNS names it must be one of failed.
+func (in *Injector) checkNamesOf(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, failed func(keys ...string) bool) field.ErrorList {
+	if pod.Namespace == "" {
+		return nil
+	}
+	var n policy.Names
+	dnsOK := !failed(annotations.DNSNames)
+	if dnsOK {
+		if cfg.DNSNames != nil {
+			n.DNSNames = cfg.DNSNames
+		} else {
+			n.DNSNames, n.DNSDerived = mutate.DeriveDNSNames(pod, services, in.Options.ClusterDomain), true
+		}
+	}
+	if dnsOK && !failed(annotations.CommonName) {
+		n.CommonName = cfg.CommonName
+	}
+	if !failed(annotations.URISANs) {
+		n.URIs = cfg.URISANs
+	}
+	return in.policy().CheckNames(mutate.PodIdentity(pod), n)
+}
 
 // policy is in.Policy with the settings it shares with Defaults.
 func (in *Injector) policy() policy.Policy {
@@ -216,6 +247,7 @@ func (in *Injector) Verify(pod *corev1.Pod) field.ErrorList {
 	for k := range want {
 		union[k] = struct{}{}
 	}
+	mismatched := 0
 	for _, k := range slices.Sorted(maps.Keys(union)) {
 		g, hasG := got[k]
 		w, hasW := want[k]
@@ -228,18 +260,31 @@ func (in *Injector) Verify(pod *corev1.Pod) field.ErrorList {
 		if g == w && hasG == hasW {
 			continue
 		}
-		detail := fmt.Sprintf("is %q, but mtls-webhook writes %q for this pod's annotations", g, w)
+		// A forged volume may carry any number of attributes of any size:
+		// the answer names the first few, cut short, and counts the rest.
+		if mismatched++; mismatched > maxAttributeErrors {
+			continue
+		}
+		detail := fmt.Sprintf("is %q, but mtls-webhook writes %q for this pod's annotations", annotations.Quote(g), w)
 		switch {
 		case !hasG:
 			detail = fmt.Sprintf("is missing, but mtls-webhook writes %q for this pod's annotations", w)
 		case !hasW:
-			detail = fmt.Sprintf("is %q, but mtls-webhook never writes it for this pod's annotations", g)
+			detail = fmt.Sprintf("is %q, but mtls-webhook never writes it for this pod's annotations", annotations.Quote(g))
 		}
-		errs = append(errs, field.Forbidden(path.Child("volumeAttributes").Key(k),
+		errs = append(errs, field.Forbidden(path.Child("volumeAttributes").Key(annotations.Quote(k)),
 			detail+": the volume was written or changed by something other than mtls-webhook"))
+	}
+	if mismatched > maxAttributeErrors {
+		errs = append(errs, field.Forbidden(path.Child("volumeAttributes"), fmt.Sprintf(
+			"and %d more attributes differ from what mtls-webhook writes (not listed)", mismatched-maxAttributeErrors)))
 	}
 	return errs
 }
+
+// maxAttributeErrors is how many differing attributes of a volume Verify
+// names one by one.
+const maxAttributeErrors = 8
 
 func splitNonEmpty(s string) []string {
 	if s == "" {

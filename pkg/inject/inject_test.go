@@ -175,7 +175,7 @@ func TestBadInputIsRefusedByName(t *testing.T) {
 }
 
 func TestInjectAcceptsThePodsOwnNamespaceAndTemplates(t *testing.T) {
-	p := pod(opted(annotations.DNSNames, "web,web.shop,web.${POD_NAMESPACE}.svc,web.shop.svc.cluster.local,*.shop.svc.cluster.local,${POD_NAME}.shop.svc"))
+	p := pod(opted(annotations.DNSNames, "web.shop,web.${POD_NAMESPACE}.svc,web.shop.svc.cluster.local,*.shop.svc.cluster.local,${POD_NAME}.shop.svc"))
 	out := newInjector(t).Inject(p, nil)
 	if !out.Injected || len(out.Errors) > 0 {
 		t.Fatalf("refused: %v", out.Errors)
@@ -252,7 +252,7 @@ func TestVerify(t *testing.T) {
 	}{
 		"a plain pod without the driver's volumes":                     {pod: pod(nil)},
 		"what the webhook injected, with names derived from a Service": {pod: stored(opted())},
-		"what the webhook injected, with explicit names and RSA":       {pod: stored(opted(annotations.DNSNames, "api,api.shop", annotations.KeyAlgorithm, "RSA"))},
+		"what the webhook injected, with explicit names and RSA":       {pod: stored(opted(annotations.DNSNames, "api.shop,api.shop.svc", annotations.KeyAlgorithm, "RSA"))},
 		"a forged volume on a plain pod": {
 			pod: pod(nil, func(p *corev1.Pod) {
 				p.Spec.Volumes = []corev1.Volume{forged("certs", map[string]string{mutate.AttrIssuerName: "corp-ca"})}
@@ -285,12 +285,12 @@ func TestVerify(t *testing.T) {
 		},
 		"derived names of another namespace": {
 			pod:       stored(opted()),
-			change:    setAttr(mutate.AttrDNSNames, "web-svc,payments.bank.svc"),
+			change:    setAttr(mutate.AttrDNSNames, "web-svc.shop,payments.bank.svc"),
 			wantField: "metadata.annotations[mtls.demo/dns-names]", wantText: `"payments.bank.svc"`,
 		},
 		"derived names of a Service created since are fine": {
 			pod:    stored(opted()),
-			change: setAttr(mutate.AttrDNSNames, "web-svc,web-svc.shop,other,other.shop.svc"),
+			change: setAttr(mutate.AttrDNSNames, "web-svc.shop,web-svc.shop.svc,other.shop,other.shop.svc"),
 		},
 		"a writable injected volume": {
 			pod:       stored(opted()),

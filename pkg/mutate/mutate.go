@@ -125,6 +125,16 @@ type Result struct {
 	Warnings []string
 }
 
+// AttributeKeys returns every volume attribute the webhook may write, in a
+// fixed order.
+func AttributeKeys() []string {
+	return []string{
+		AttrIssuerName, AttrIssuerKind, AttrIssuerGroup, AttrCommonName, AttrDNSNames, AttrURISANs,
+		AttrDuration, AttrRenewBefore, AttrKeyAlg, AttrKeySize, AttrKeyUsages,
+		AttrCertFile, AttrKeyFile, AttrCAFile, AttrFSGroup,
+	}
+}
+
 // attributeSource maps each injected attribute to the annotation whose value
 // it carries, so that an error about the attribute can point at the
 // annotation the user wrote.
@@ -275,10 +285,15 @@ func Mutate(pod *corev1.Pod, cfg annotations.Config, services []corev1.Service, 
 
 // PodIdentity is what the CSI driver will fill its templates with for pod,
 // as far as admission knows it (see annotations.Identity). The API server
-// sets the default service account before any webhook runs; "default"
-// stands in for pods that never went through it (render, tests).
+// sets the default service account before any webhook runs, after taking
+// the deprecated spec.serviceAccount as the name when serviceAccountName is
+// empty; for pods that never went through it (render, tests) the same is
+// done here, with "default" last.
 func PodIdentity(pod *corev1.Pod) annotations.Identity {
 	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = pod.Spec.DeprecatedServiceAccount
+	}
 	if sa == "" {
 		sa = "default"
 	}
@@ -464,7 +479,7 @@ func runsAsNonRoot(psc *corev1.PodSecurityContext, c *corev1.Container) bool {
 }
 
 // DeriveDNSNames returns the names under which the pod is reachable through
-// the Services of its namespace that select it: svc, svc.ns, svc.ns.svc and
+// the Services of its namespace that select it: svc.ns, svc.ns.svc and
 // svc.ns.svc.<clusterDomain>, sorted by Service name.
 func DeriveDNSNames(pod *corev1.Pod, services []corev1.Service, clusterDomain string) []string {
 	podLabels := labels.Set(pod.Labels)
@@ -483,7 +498,9 @@ func DeriveDNSNames(pod *corev1.Pod, services []corev1.Service, clusterDomain st
 	var names []string
 	for _, svc := range matched {
 		qualified := svc + "." + pod.Namespace
-		names = append(names, svc, qualified, qualified+".svc")
+		// Not the bare Service name: it is the same string in every
+		// namespace, so it would not bind the certificate to this one.
+		names = append(names, qualified, qualified+".svc")
 		if clusterDomain != "" {
 			names = append(names, qualified+".svc."+clusterDomain)
 		}

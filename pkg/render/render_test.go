@@ -116,7 +116,7 @@ func TestRenderDerivesDNSNamesFromServicesInTheInput(t *testing.T) {
 	if _, err := Render(bytes.NewReader(in), &out, Options{Injector: testInjector(t), Namespace: "default"}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "backend-svc,backend-svc.demo,backend-svc.demo.svc,backend-svc.demo.svc.cluster.local") {
+	if !strings.Contains(out.String(), "backend-svc.demo,backend-svc.demo.svc,backend-svc.demo.svc.cluster.local") {
 		t.Errorf("backend's DNS names were not derived from backend-svc:\n%s", out.String())
 	}
 }

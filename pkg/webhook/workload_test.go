@@ -288,7 +288,7 @@ func TestWorkloadEdgeCases(t *testing.T) {
 // its warning and its refusal on the template's path.
 func TestWorkloadIssuerCheck(t *testing.T) {
 	raw := []byte(`{"metadata":{"name":"sync","namespace":"shop"},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"annotations":` +
-		`{"mtls.demo/enable":"true","mtls.demo/issuer":"missing","mtls.demo/dns-names":"sync"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}}}`)
+		`{"mtls.demo/enable":"true","mtls.demo/issuer":"missing","mtls.demo/dns-names":"sync.shop.svc"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}}}`)
 	body := workloadReview("batch", "cronjobs", "", "CREATE", "shop", raw, nil)
 	for _, mode := range []IssuerCheckMode{IssuerCheckWarn, IssuerCheckDeny} {
 		t.Run(string(mode), func(t *testing.T) {
