@@ -49,7 +49,7 @@ func main() {
 	flag.StringVar(&o.rawDir, "raw", "bin/bench", "directory for the raw benchmark output of each suite")
 	flag.IntVar(&o.rounds, "rounds", 5, "runs of the core and demo suites (medians are taken over them)")
 	flag.IntVar(&o.count, "count", 3, "runs of the load and integration suites (each starts a control plane once)")
-	flag.StringVar(&o.only, "only", "", "comma list of suites to run (default: all): core,parse,demo,demo-handshake,load,integration")
+	flag.StringVar(&o.only, "only", "", "comma list of suites to run (default: all): core,hostile,parse,demo,demo-handshake,load,integration")
 	flag.BoolVar(&o.strict, "strict", false, "exit 1 when a target is missed, too")
 	flag.Float64Var(&o.quietLoad, "quiet-load", 1.0, "before each suite, wait until the 1-minute load average is below this (0: do not wait)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 2*time.Minute, "longest wait for -quiet-load before a suite starts anyway")
@@ -115,7 +115,10 @@ func run(o options) (int, error) {
 	suites := []*suite{
 		{name: "core", pkg: "pkg/webhook", runs: o.rounds, timeout: 10 * time.Minute,
 			what: "admission handler vs decode+encode floor (in-process, no TLS)",
-			args: []string{"-run=^$", "-bench=.", "-benchmem", "-benchtime=1s", cpuFlag(procs)}},
+			args: []string{"-run=^$", "-bench=.", "-skip=^BenchmarkHostile", "-benchmem", "-benchtime=1s", cpuFlag(procs)}},
+		{name: "hostile", pkg: "pkg/webhook", runs: o.rounds, timeout: 10 * time.Minute,
+			what: "hostile reviews (issue 20) and twice their size through the real HTTP handlers, beside the normal pod; the heap after 1,000 of them",
+			args: []string{"-run=^$", "-bench=^BenchmarkHostile", "-benchmem", "-benchtime=1s", cpuFlag(procs)}},
 		{name: "parse", pkg: "pkg/annotations", runs: o.rounds, timeout: 10 * time.Minute,
 			what: "annotation parsing: a 4 KiB value, the 256 KB bomb read in full and twice that, the bomb refused unread",
 			args: []string{"-run=^$", "-bench=^(BenchmarkParse4KiB|BenchmarkParseBomb|BenchmarkParse256KBRefused)$", "-benchmem", "-benchtime=1s", cpuFlag(procs)}},

@@ -141,7 +141,9 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 	}
 	// The pod's key/values go into each log call: WithValues would encode
 	// them on every admission, for lines that are mostly not written.
-	who := func() []any { return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", uid} }
+	who := func() []any {
+		return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", annotations.Quote(string(uid))}
+	}
 
 	services, err := h.servicesFor(ctx, pod)
 	if err != nil {
@@ -163,7 +165,7 @@ func (h *Handler) handlePod(ctx context.Context, uid types.UID, namespace string
 		return h.deny(podKind, podName(pod), errs, warnings, who), ResultDenied
 	}
 
-	resp := patchResponse(pod, out.Pod).WithWarnings(warnings...)
+	resp := patchResponse(pod, out.Pod).WithWarnings(boundWarnings(warnings)...)
 	if resp.Result != nil && !resp.Allowed {
 		return resp, ResultError
 	}
@@ -191,13 +193,13 @@ func (h *Handler) servicesFor(ctx context.Context, pod *corev1.Pod) ([]corev1.Se
 // deny refuses an object of kind gk named name with every cause, as a 422
 // the API server passes on.
 func (h *Handler) deny(gk schema.GroupKind, name string, errs field.ErrorList, warnings []string, who func() []any) admission.Response {
-	h.Log.Info("refused", append(who(), "causes", errs.ToAggregate().Error())...)
+	h.Log.Info("refused", append(who(), "causes", cut(errs.ToAggregate().Error(), maxLoggedCauses))...)
 	if h.Metrics != nil {
 		h.Metrics.denied(errs)
 	}
 	status := apierrors.NewInvalid(gk, name, errs).ErrStatus
 	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-		Allowed: false, Result: &status, Warnings: warnings,
+		Allowed: false, Result: &status, Warnings: boundWarnings(warnings),
 	}}
 }
 
@@ -213,7 +215,7 @@ func (h *Handler) verifyPod(_ context.Context, uid types.UID, namespace string, 
 	errs := h.Injector.Verify(pod)
 	if len(errs) > 0 {
 		return h.deny(podKind, podName(pod), errs, nil, func() []any {
-			return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", uid, "endpoint", VerifyPath}
+			return []any{"namespace", pod.Namespace, "pod", podName(pod), "uid", annotations.Quote(string(uid)), "endpoint", VerifyPath}
 		}), ResultDenied
 	}
 	for _, v := range pod.Spec.Volumes {
@@ -274,13 +276,15 @@ func patchResponse(pod, mutated *corev1.Pod) admission.Response {
 	return admission.PatchResponseFromRaw(original, current)
 }
 
-// podName names a pod in messages before the API server has named it.
+// podName names a pod in messages before the API server has named it. The
+// API server checks names after mutating admission, so the name is cut to
+// a bounded length.
 func podName(pod *corev1.Pod) string {
 	if pod.Name != "" {
-		return pod.Name
+		return annotations.Quote(pod.Name)
 	}
 	if pod.GenerateName != "" {
-		return pod.GenerateName + "*"
+		return annotations.Quote(pod.GenerateName) + "*"
 	}
 	return "(unnamed)"
 }

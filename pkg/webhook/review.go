@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 )
 
 // The AdmissionReview versions the webhook answers. The response is written
@@ -216,7 +218,7 @@ func (s reviewServer[T]) serveFallback(w http.ResponseWriter, r *http.Request, b
 func (s reviewServer[T]) safely(uid types.UID, answer func(), resp *admission.Response) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.h.Log.Error(fmt.Errorf("panic: %v", p), "handling the admission review", "uid", uid)
+			s.h.Log.Error(fmt.Errorf("panic: %v", p), "handling the admission review", "uid", annotations.Quote(string(uid)))
 			*resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("panic: %v [recovered]", p))
 		}
 	}()
@@ -234,14 +236,14 @@ func (s reviewServer[T]) reply(w http.ResponseWriter, version string, uid types.
 	if err != nil {
 		// An AdmissionResponse always encodes; this is not reachable with
 		// the types above, but must not be silent if it ever is.
-		s.h.Log.Error(err, "encoding the admission response", "uid", uid)
+		s.h.Log.Error(err, "encoding the admission response", "uid", annotations.Quote(string(uid)))
 		http.Error(w, "encoding the admission response failed", http.StatusInternalServerError)
 		s.h.observe(kind, ResultError, start)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if _, err := w.Write(out); err != nil {
-		s.h.Log.V(1).Info("writing the admission response", "uid", uid, "error", err.Error())
+		s.h.Log.V(1).Info("writing the admission response", "uid", annotations.Quote(string(uid)), "error", err.Error())
 	}
 	s.h.observe(kind, result, start)
 }

@@ -147,7 +147,7 @@ func (h *Handler) checkWorkload(ctx context.Context, uid types.UID, namespace st
 		Spec:       decoded.Spec,
 	})
 	who := func() []any {
-		return []any{"namespace", ns, "kind", gk.Kind, "name", name, "uid", uid, "endpoint", WorkloadPath}
+		return []any{"namespace", ns, "kind", gk.Kind, "name", annotations.Quote(name), "uid", annotations.Quote(string(uid)), "endpoint", WorkloadPath}
 	}
 
 	services, err := h.servicesFor(ctx, pod)
@@ -167,5 +167,5 @@ func (h *Handler) checkWorkload(ctx context.Context, uid types.UID, namespace st
 	if len(errs) > 0 {
 		return h.deny(gk, name, errs, warnings, who), ResultDenied
 	}
-	return admission.Allowed("the pod template passes mtls-webhook's checks").WithWarnings(warnings...), ResultAllowed
+	return admission.Allowed("the pod template passes mtls-webhook's checks").WithWarnings(boundWarnings(warnings)...), ResultAllowed
 }
