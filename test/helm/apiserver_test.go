@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/mtls-demo/mtls-webhook/internal/cli"
 	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
 )
@@ -189,16 +190,28 @@ func optInPod(ns, enable string, withVolume bool) *corev1.Pod {
 		p.Annotations = map[string]string{"mtls.demo/enable": enable}
 	}
 	if withVolume {
-		// The state the webhook produces: its status annotation and the
-		// mtls-certs volume with the pod's own SPIFFE ID.
+		// The state the webhook produces, from the webhook's own pipeline
+		// under its default flags and the chart's default issuer: its
+		// status annotation and the mtls-certs volume with the pod's own
+		// SPIFFE ID.
+		in, err := cli.InjectorFor([]string{"--default-issuer=demo-ca"})
+		if err != nil {
+			panic(err)
+		}
+		src := p.DeepCopy()
+		src.Annotations = map[string]string{"mtls.demo/enable": "true"}
+		out := in.Inject(src, nil)
+		if !out.Injected {
+			panic(fmt.Sprintf("the webhook refused the canary pod: %v", out.Errors))
+		}
 		if p.Annotations == nil {
 			p.Annotations = map[string]string{}
 		}
-		p.Annotations["mtls.demo/status"] = "injected-0123456789"
-		p.Spec.Volumes = []corev1.Volume{csiVolume("mtls-certs", map[string]string{
-			"csi.cert-manager.io/issuer-name": "demo-ca",
-			"csi.cert-manager.io/uri-sans":    "spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}",
-		})}
+		p.Annotations["mtls.demo/status"] = out.Pod.Annotations["mtls.demo/status"]
+		p.Spec.Volumes = out.Pod.Spec.Volumes
+		if len(p.Spec.Volumes) != 1 || p.Spec.Volumes[0].Name != "mtls-certs" {
+			panic(fmt.Sprintf("the webhook wrote volumes %v", p.Spec.Volumes))
+		}
 	}
 	return p
 }
@@ -285,14 +298,19 @@ func cronJobWithTemplate(ns, enable string) *batchv1.CronJob {
 // policies take effect when the API server's informers see them.
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	eventuallyWithin(t, 30*time.Second, what, f)
+}
+
+func eventuallyWithin(t *testing.T, wait time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
 	for {
 		err := f()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 30s: %v", what, err)
+			t.Fatalf("%s: still failing after %s: %v", what, wait, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -327,11 +345,21 @@ func TestAdmissionConfiguration(t *testing.T) {
 	ensureNamespace(t, c, "kube-system", nil)
 	ensureNamespace(t, c, "team-a", nil)
 	ensureNamespace(t, c, "opted-out", map[string]string{"mtls.demo/injection": "disabled"})
+	ensureNamespace(t, c, "team-x", map[string]string{"team": "excluded"})
+	ensureNamespace(t, c, "cert-manager", nil)
 
 	// The workloads webhook fails closed here so that a call to it (to a
-	// Service nobody serves) shows as a refusal.
+	// Service nobody serves) shows as a refusal. Injection is narrowed by
+	// every knob it has (a namespace label, extra namespace expressions, an
+	// objectSelector a pod author controls): none may narrow the guard.
 	objs := chart.Render(t, helm, chart.WebhookChart, chart.Options{Release: release, Namespace: releaseNS,
-		Set: []string{"workloadValidation.failurePolicy=Fail"}})
+		Set: []string{"workloadValidation.failurePolicy=Fail",
+			"extraNamespaceSelectorExpressions[0].key=team",
+			"extraNamespaceSelectorExpressions[0].operator=NotIn",
+			"extraNamespaceSelectorExpressions[0].values={excluded}",
+			"mutatingWebhook.objectSelector.matchExpressions[0].key=mtls.demo/skip",
+			"mutatingWebhook.objectSelector.matchExpressions[0].operator=DoesNotExist",
+		}})
 	var admission []*unstructured.Unstructured
 	for _, o := range objs {
 		switch o.GetKind() {
@@ -410,8 +438,19 @@ func TestAdmissionConfiguration(t *testing.T) {
 			eventually(t, "forged volume with enable="+enable+" reaches verify.mtls.demo",
 				refusedWith(c, forgedPod("team-a", enable), `failed calling webhook "verify.mtls.demo"`))
 		}
-		eventually(t, "kube-system is not sent to the webhooks or the policies", func() error {
-			return createDryRun(c, forgedPod("kube-system", ""))
+		// Out of injection's scope, never out of the guard's.
+		skip := forgedPod("team-a", "")
+		skip.Labels = map[string]string{"mtls.demo/skip": "yes"}
+		for what, p := range map[string]*corev1.Pod{
+			"a namespace labelled mtls.demo/injection=disabled":        forgedPod("opted-out", ""),
+			"a namespace extraNamespaceSelectorExpressions leaves out": forgedPod("team-x", ""),
+			"a pod the objectSelector leaves out":                      skip,
+			"kube-system":                                              forgedPod("kube-system", ""),
+		} {
+			eventually(t, what+" reaches verify.mtls.demo", refusedWith(c, p, `failed calling webhook "verify.mtls.demo"`))
+		}
+		eventually(t, "cert-manager's own namespace is not sent to the guard", func() error {
+			return createDryRun(c, forgedPod("cert-manager", ""))
 		})
 	})
 	t.Run("webhook and policy leave other pods alone", func(t *testing.T) {
@@ -446,16 +485,46 @@ func TestAdmissionConfiguration(t *testing.T) {
 		second := optInPod("team-a", "true", true)
 		second.Spec.Volumes = append(second.Spec.Volumes, forgedPod("team-a", "").Spec.Volumes...)
 		eventually(t, "opted-in pod with a second volume", refusedWith(c, second, guard, "a pod may have one csi.cert-manager.io volume"))
-		optedIn := forgedPod("team-a", "true")
-		optedIn.Annotations["mtls.demo/status"] = "injected-forged"
-		optedIn.Spec.Volumes[0].Name = "mtls-certs"
+		optedIn := optInPod("team-a", "true", true)
+		optedIn.Spec.Volumes[0].CSI.VolumeAttributes["csi.cert-manager.io/uri-sans"] = "spiffe://cluster.local/ns/bank/sa/frontend"
 		eventually(t, "opted-in pod with another namespace's SPIFFE ID", refusedWith(c, optedIn, guard,
 			"the pod's own SPIFFE ID spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME} first"))
 		withCN := optInPod("team-a", "true", true)
 		withCN.Spec.Volumes[0].CSI.VolumeAttributes["csi.cert-manager.io/common-name"] = "admin"
 		eventually(t, "a common name the webhook does not allow", refusedWith(c, withCN, guard, "no common name"))
-		if err := createDryRun(c, forgedPod("kube-system", "")); err != nil {
-			t.Errorf("kube-system pod refused: %v", err)
+		for _, ns := range []string{"opted-out", "team-x", "kube-system"} {
+			eventually(t, "forged volume in "+ns, refusedWith(c, forgedPod(ns, ""), guard))
+		}
+		if err := createDryRun(c, forgedPod("cert-manager", "")); err != nil {
+			t.Errorf("pod in cert-manager's namespace refused: %v", err)
+		}
+	})
+	t.Run("the CEL guard alone refuses every forged volume of the list", func(t *testing.T) {
+		guard := "ValidatingAdmissionPolicy 'adm-mtls-webhook-csi-guard'"
+		// The guard is loaded (the subtest above saw it refuse): each case
+		// gets a short retry only, so that a wrong answer fails in seconds.
+		for _, f := range forgedVolumes {
+			t.Run(f.name, func(t *testing.T) {
+				p := optInPod("team-a", "true", true)
+				f.edit(p.Spec.Volumes[0].CSI.VolumeAttributes)
+				eventuallyWithin(t, 3*time.Second, f.name, refusedWith(c, p, guard, f.rule))
+			})
+		}
+		// And the webhook's own volumes pass, templates and all.
+		for what, edit := range map[string]func(map[string]string){
+			"as written": func(map[string]string) {},
+			"its own names": func(a map[string]string) {
+				a["csi.cert-manager.io/dns-names"] = "web.${POD_NAMESPACE}.svc,web.team-a.svc.cluster.local,*.team-a.svc.cluster.local"
+			},
+			"RSA 3072": func(a map[string]string) { rsa(a, "3072") },
+			"a 2m certificate": func(a map[string]string) {
+				a["csi.cert-manager.io/duration"] = "2m"
+				a["csi.cert-manager.io/renew-before"] = "1m30s"
+			},
+		} {
+			p := optInPod("team-a", "true", true)
+			edit(p.Spec.Volumes[0].CSI.VolumeAttributes)
+			eventuallyWithin(t, 3*time.Second, "the webhook's volume "+what+" admitted", func() error { return createDryRun(c, p) })
 		}
 	})
 	t.Run("policy refuses an opted-in pod the webhook did not mutate", func(t *testing.T) {
@@ -514,6 +583,112 @@ func TestAdmissionConfiguration(t *testing.T) {
 	})
 }
 
+func rsa(a map[string]string, size string) {
+	a["csi.cert-manager.io/key-algorithm"] = "RSA"
+	a["csi.cert-manager.io/key-size"] = size
+	a["csi.cert-manager.io/key-usages"] = "digital signature,key encipherment,server auth,client auth"
+}
+
+// forgedVolumes is the list of hand-written csi.cert-manager.io volumes the
+// CEL guard must refuse on its own, with both webhooks unreachable and the
+// chart's defaults. Each starts from the volume the webhook writes for an
+// opted-in pod (so only the one edit can be what is refused), and names the
+// rule its refusal must quote.
+var forgedVolumes = []struct {
+	name, rule string
+	edit       func(map[string]string)
+}{
+	{"a CA: is-ca true with cert sign from a ClusterIssuer", "attribute rule", func(a map[string]string) {
+		a["csi.cert-manager.io/is-ca"] = "true"
+		a["csi.cert-manager.io/key-usages"] = "cert sign,crl sign,digital signature"
+		a["csi.cert-manager.io/issuer-kind"] = "ClusterIssuer"
+	}},
+	{"is-ca false written out", "attribute rule", func(a map[string]string) { a["csi.cert-manager.io/is-ca"] = "false" }},
+	{"cert sign among the key usages", "key usage rule", func(a map[string]string) {
+		a["csi.cert-manager.io/key-usages"] = "digital signature,server auth,client auth,cert sign"
+	}},
+	{"the key usages spaced differently", "key usage rule", func(a map[string]string) {
+		a["csi.cert-manager.io/key-usages"] = "digital signature, server auth, client auth"
+	}},
+	{"a ClusterIssuer the allowlist does not name", "issuer rule", func(a map[string]string) {
+		a["csi.cert-manager.io/issuer-kind"] = "ClusterIssuer"
+	}},
+	{"an issuer of another API group", "issuer rule", func(a map[string]string) {
+		a["csi.cert-manager.io/issuer-group"] = "awspca.cert-manager.io"
+	}},
+	{"no issuer name", "issuer rule", func(a map[string]string) { a["csi.cert-manager.io/issuer-name"] = "" }},
+	{"O=system:masters", "subject rule", func(a map[string]string) { a["csi.cert-manager.io/organizations"] = "system:masters" }},
+	{"a literal subject", "subject rule", func(a map[string]string) { a["csi.cert-manager.io/literal-subject"] = "CN=admin,O=system:masters" }},
+	{"a common name", "subject rule", func(a map[string]string) { a["csi.cert-manager.io/common-name"] = "postgres" }},
+	{"a serial number", "subject rule", func(a map[string]string) { a["csi.cert-manager.io/serialnumber"] = "1" }},
+	{"IP SANs", "attribute rule", func(a map[string]string) { a["csi.cert-manager.io/ip-sans"] = "10.0.0.1" }},
+	{"reuse of the private key", "attribute rule", func(a map[string]string) { a["csi.cert-manager.io/reuse-private-key"] = "true" }},
+	{"a PKCS#12 bundle", "attribute rule", func(a map[string]string) { a["csi.cert-manager.io/pkcs12-enable"] = "true" }},
+	{"an attribute outside the driver's prefix", "attribute rule", func(a map[string]string) { a["example.com/anything"] = "x" }},
+	{"the lifetime left to the driver's default", "attribute rule", func(a map[string]string) {
+		delete(a, "csi.cert-manager.io/duration")
+	}},
+	{"a 10-year lifetime", "lifetime rule", func(a map[string]string) { a["csi.cert-manager.io/duration"] = "87600h" }},
+	{"a lifetime below the minimum", "lifetime rule", func(a map[string]string) {
+		a["csi.cert-manager.io/duration"] = "30s"
+		a["csi.cert-manager.io/renew-before"] = "10s"
+	}},
+	{"a lifetime that is no Go duration", "lifetime rule", func(a map[string]string) { a["csi.cert-manager.io/duration"] = "1y" }},
+	{"renewal every 1ms: renew-before 59.999s of 1m", "renewal rule", func(a map[string]string) {
+		a["csi.cert-manager.io/duration"] = "1m"
+		a["csi.cert-manager.io/renew-before"] = "59.999s"
+	}},
+	{"renew-before longer than the lifetime", "renewal rule", func(a map[string]string) {
+		a["csi.cert-manager.io/duration"] = "1h"
+		a["csi.cert-manager.io/renew-before"] = "2h"
+	}},
+	{"RSA 1024", "key rule", func(a map[string]string) { rsa(a, "1024") }},
+	{"RSA 16384", "key rule", func(a map[string]string) { rsa(a, "16384") }},
+	{"ECDSA 224", "key rule", func(a map[string]string) { a["csi.cert-manager.io/key-size"] = "224" }},
+	{"Ed25519", "key rule", func(a map[string]string) { a["csi.cert-manager.io/key-algorithm"] = "Ed25519" }},
+	{"a wildcard in another namespace", "DNS rule", func(a map[string]string) {
+		a["csi.cert-manager.io/dns-names"] = "*.bank.svc.cluster.local"
+	}},
+	{"a Service name of another namespace", "DNS rule", func(a map[string]string) {
+		a["csi.cert-manager.io/dns-names"] = "api.bank.svc.cluster.local"
+	}},
+	{"a bare label another namespace's clients dial", "DNS rule", func(a map[string]string) {
+		a["csi.cert-manager.io/dns-names"] = "payments"
+	}},
+	{"localhost", "DNS rule", func(a map[string]string) { a["csi.cert-manager.io/dns-names"] = "localhost" }},
+	{"kubernetes.default", "DNS rule", func(a map[string]string) {
+		a["csi.cert-manager.io/dns-names"] = "web.${POD_NAMESPACE}.svc, kubernetes.default"
+	}},
+	{"a name outside the cluster", "DNS rule", func(a map[string]string) { a["csi.cert-manager.io/dns-names"] = "login.example.com" }},
+	{"a two-label prefix in the own namespace", "DNS rule", func(a map[string]string) {
+		a["csi.cert-manager.io/dns-names"] = "a.b.team-a.svc"
+	}},
+	{"a template the driver does not know", "DNS rule", func(a map[string]string) {
+		a["csi.cert-manager.io/dns-names"] = "web.${NODE_NAME}.svc"
+	}},
+	{"65 DNS names", "DNS rule", func(a map[string]string) {
+		names := make([]string, 65)
+		for i := range names {
+			names[i] = fmt.Sprintf("s%d.team-a.svc", i)
+		}
+		a["csi.cert-manager.io/dns-names"] = strings.Join(names, ",")
+	}},
+	{"another namespace's SPIFFE ID", "URI rule", func(a map[string]string) {
+		a["csi.cert-manager.io/uri-sans"] = "spiffe://cluster.local/ns/bank/sa/frontend"
+	}},
+	{"a second SPIFFE ID after a comma and a space", "URI rule", func(a map[string]string) {
+		a["csi.cert-manager.io/uri-sans"] += ", spiffe://cluster.local/ns/bank/sa/frontend"
+	}},
+	{"a second SPIFFE ID after a tab", "URI rule", func(a map[string]string) {
+		a["csi.cert-manager.io/uri-sans"] += ",\tspiffe://cluster.local/ns/bank/sa/frontend"
+	}},
+	{"a URI where none is allowed", "URI rule", func(a map[string]string) {
+		a["csi.cert-manager.io/uri-sans"] += ",urn:shop:web"
+	}},
+	{"a key file elsewhere", "file rule", func(a map[string]string) { a["csi.cert-manager.io/privatekey-file"] = "../../etc/key" }},
+	{"an fs-group of root", "file rule", func(a map[string]string) { a["csi.cert-manager.io/fs-group"] = "0" }},
+}
+
 // TestCSIGuardFollowsTheWebhooksFlags renders the chart with
 // config.allowedURISANs and config.allowCommonName set and checks, on the
 // real API server, that its CEL guard follows them: URIs after the pod's
@@ -550,10 +725,16 @@ func TestCSIGuardFollowsTheWebhooksFlags(t *testing.T) {
 		}
 		return p
 	}
-	eventually(t, "a second SPIFFE ID refused", refusedWith(c, withURIs(own+",SPIFFE://cluster.local/ns/bank/sa/x", ""),
-		"ValidatingAdmissionPolicy 'flags-mtls-webhook-csi-guard'", "never another spiffe:// ID"))
+	for _, sep := range []string{",", ", ", ",\t", ",\n", ",urn:a,", ", urn:a , "} {
+		eventually(t, fmt.Sprintf("a second SPIFFE ID after %q refused", sep),
+			refusedWith(c, withURIs(own+sep+"SPIFFE://cluster.local/ns/bank/sa/x", ""),
+				"ValidatingAdmissionPolicy 'flags-mtls-webhook-csi-guard'", "never another spiffe:// ID"))
+	}
+	eventually(t, "a URI without a scheme refused", refusedWith(c, withURIs(own+",//cluster.local/ns/bank", ""), "flags-mtls-webhook-csi-guard"))
 	eventually(t, "the SPIFFE ID not first refused", refusedWith(c, withURIs("urn:a,"+own, ""), "flags-mtls-webhook-csi-guard"))
-	if err := createDryRun(c, withURIs(own+",urn:shop:web", "web.team-f.svc")); err != nil {
+	named := withURIs(own+",urn:shop:web", "web.team-f.svc")
+	named.Spec.Volumes[0].CSI.VolumeAttributes["csi.cert-manager.io/dns-names"] = "web.team-f.svc"
+	if err := createDryRun(c, named); err != nil {
 		t.Errorf("allowed URI and common name refused: %v", err)
 	}
 }

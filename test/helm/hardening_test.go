@@ -140,11 +140,18 @@ func TestOptionalValues(t *testing.T) {
 			wm := w.(map[string]any)
 			exprs, _, _ := unstructured.NestedSlice(wm, "namespaceSelector", "matchExpressions")
 			last, _ := exprs[len(exprs)-1].(map[string]any)
+			_, hasObj := wm["objectSelector"]
+			if wm["name"] == "verify.mtls.demo" {
+				// The guard: its own scope, never the injection's knobs.
+				if len(exprs) != 1 || last["key"] != "kubernetes.io/metadata.name" || hasObj {
+					t.Errorf("verify.mtls.demo: namespaceSelector %v, objectSelector present = %v; want the guard's name-only selector and no objectSelector", exprs, hasObj)
+				}
+				continue
+			}
 			if last["key"] != "team" {
 				t.Errorf("%s webhook %s: extra namespace expression missing: %v", kind, wm["name"], exprs)
 			}
-			_, hasObj := wm["objectSelector"]
-			if pods := wm["name"] != "workloads.mtls.demo"; hasObj != pods {
+			if pods := wm["name"] == "inject.mtls.demo"; hasObj != pods {
 				t.Errorf("%s webhook %s: objectSelector present = %v", kind, wm["name"], hasObj)
 			}
 		}
@@ -155,7 +162,14 @@ func TestOptionalValues(t *testing.T) {
 	for _, o := range objs {
 		if o.GetKind() == "ValidatingAdmissionPolicyBinding" {
 			exprs, _, _ := unstructured.NestedSlice(o.Object, "spec", "matchResources", "namespaceSelector", "matchExpressions")
-			if last, _ := exprs[len(exprs)-1].(map[string]any); last["key"] != "team" {
+			last, _ := exprs[len(exprs)-1].(map[string]any)
+			if strings.HasSuffix(o.GetName(), "-csi-guard") {
+				if len(exprs) != 1 || last["key"] != "kubernetes.io/metadata.name" {
+					t.Errorf("binding %s: the guard's selector is %v, want the name-only one", o.GetName(), exprs)
+				}
+				continue
+			}
+			if last["key"] != "team" {
 				t.Errorf("binding %s: extra namespace expression missing: %v", o.GetName(), exprs)
 			}
 		}

@@ -196,7 +196,7 @@ func TestRenderedWebhookDefaults(t *testing.T) {
 		"--backend-image=ghcr.io/mtls-demo/demo-backend:0.1.0", "--issuer-check=warn",
 		"--allowed-issuers=", "--allow-any-dns-names=false", "--allowed-dns-names=", "--allowed-uri-sans=",
 		"--allow-common-name=false", "--max-annotation-bytes=4096", "--max-dns-names=64", "--max-uri-sans=8",
-		"--min-duration=1m", "--max-duration=2160h", "--max-rsa-key-size=4096", "--log-level=info"}
+		"--min-duration=1m", "--max-duration=2160h", "--min-renew-interval=30s", "--max-rsa-key-size=4096", "--log-level=info"}
 	if !slices.Equal(args, wantArgs) {
 		t.Errorf("args =\n%q\nwant\n%q", args, wantArgs)
 	}
@@ -314,7 +314,7 @@ func TestRenderedDemo(t *testing.T) {
 	if got := envOf(t, find(t, objs, "Deployment", "backend"))["ALLOWED_CLIENTS"]; got != "spiffe://cluster.local/ns/shop/sa/frontend" {
 		t.Errorf("ALLOWED_CLIENTS = %q", got)
 	}
-	if got := envOf(t, find(t, objs, "Deployment", "frontend"))["BACKEND_URL"]; got != "https://backend-svc:8080" {
+	if got := envOf(t, find(t, objs, "Deployment", "frontend"))["BACKEND_URL"]; got != "https://backend-svc.shop.svc:8080" {
 		t.Errorf("BACKEND_URL = %q", got)
 	}
 	find(t, objs, "Service", "backend-svc")
@@ -329,7 +329,7 @@ func TestRenderedDemo(t *testing.T) {
 	}
 
 	plain := chart.Render(t, helm, chart.DemoChart, chart.Options{Values: []string{chart.ValuesFile("demo-plaintext.yaml")}})
-	if got := envOf(t, find(t, plain, "Deployment", "frontend"))["BACKEND_URL"]; got != "http://backend-svc:8080" {
+	if got := envOf(t, find(t, plain, "Deployment", "frontend"))["BACKEND_URL"]; !strings.HasPrefix(got, "http://backend-svc.") || !strings.HasSuffix(got, ".svc:8080") {
 		t.Errorf("plaintext BACKEND_URL = %q", got)
 	}
 	// The backend refuses ALLOWED_CLIENTS without mTLS: plain mode must not set it.

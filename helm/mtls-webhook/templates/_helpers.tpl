@@ -118,18 +118,21 @@ Object names.
 {{- end -}}
 
 {{/*
-Namespaces never sent to the webhook nor checked by the policy.
+Namespaces never sent to the injecting webhooks nor checked by the
+require-csi policy (the guard's are guardExcludedNamespaces).
 */}}
 {{- define "mtls-webhook.excludedNamespaces" -}}
-{{- $ns := list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace .Values.certManager.namespace -}}
+{{- $ns := list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace .Values.certManager.namespace (include "mtls-webhook.csiDriverNamespace" .) -}}
 {{- $ns = concat $ns .Values.mutatingWebhook.excludedNamespaces | uniq -}}
 {{- toYaml $ns -}}
 {{- end -}}
 
 {{/*
-namespaceSelector shared by the MutatingWebhookConfiguration and the
-ValidatingAdmissionPolicyBinding: system, cert-manager and release
-namespaces, plus namespaces labelled mtls.demo/injection=disabled.
+namespaceSelector of injection: the MutatingWebhookConfiguration, the
+workloads webhook and the require-csi policy's binding. System,
+cert-manager and release namespaces, namespaces labelled
+mtls.demo/injection=disabled, and extraNamespaceSelectorExpressions. The
+guard has a selector of its own (guardNamespaceSelector).
 */}}
 {{- define "mtls-webhook.namespaceSelector" -}}
 matchExpressions:
@@ -144,6 +147,101 @@ matchExpressions:
 {{- with .Values.extraNamespaceSelectorExpressions }}
 {{ toYaml . | indent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/*
+csiDriverNamespace is where the cert-manager csi-driver runs:
+certManager.csiDriverNamespace, by default certManager.namespace.
+*/}}
+{{- define "mtls-webhook.csiDriverNamespace" -}}
+{{- default .Values.certManager.namespace .Values.certManager.csiDriverNamespace -}}
+{{- end -}}
+
+{{/*
+Namespaces the guard (the csi-guard policy and verify.mtls.demo) leaves
+alone: only those where cert-manager and the csi-driver run, which must be
+able to start whatever happens to this chart, and the ones an admin lists in
+guard.excludedNamespaces. Nothing of the injection's scope is reused here:
+opting a namespace or a pod out of injection must not opt it out of the
+guard.
+*/}}
+{{- define "mtls-webhook.guardExcludedNamespaces" -}}
+{{- $ns := list .Values.certManager.namespace (include "mtls-webhook.csiDriverNamespace" .) -}}
+{{- $ns = concat $ns .Values.guard.excludedNamespaces | uniq -}}
+{{- toYaml $ns -}}
+{{- end -}}
+
+{{/*
+guardNamespaceSelector scopes the csi-guard policy's binding and the
+verify.mtls.demo webhook. It selects by kubernetes.io/metadata.name only,
+which the API server sets to the namespace's name and nobody can change, so
+no label a namespace owner controls (mtls.demo/injection=disabled,
+extraNamespaceSelectorExpressions) turns the guard off.
+*/}}
+{{- define "mtls-webhook.guardNamespaceSelector" -}}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- include "mtls-webhook.guardExcludedNamespaces" . | nindent 6 }}
+{{- end -}}
+
+{{/*
+celExpand is the CEL expression for the string expression given, with the
+csi-driver's templates replaced as the driver will replace them for this
+pod: ${POD_NAMESPACE} by the request's namespace (object.metadata.namespace
+may be empty on create), ${SERVICE_ACCOUNT_NAME}, ${POD_NAME} and ${POD_UID}
+by the pod's (the API server has named the pod and defaulted its service
+account before any validating admission). The driver expands with
+os.Expand, so the forms without braces are replaced too, $POD_NAMESPACE
+before $POD_NAME, of which it is an extension. What is left of a "$" after
+this is no template the driver knows (it then refuses the volume, or eats a
+lone "${"): every check on the result allows no "$" at all.
+Usage: include "mtls-webhook.celExpand" "variables.dns"
+*/}}
+{{- define "mtls-webhook.celExpand" -}}
+{{ . }}.replace('${POD_NAMESPACE}', request.namespace).replace('${SERVICE_ACCOUNT_NAME}', variables.sa).replace('${POD_NAME}', variables.podName).replace('${POD_UID}', variables.podUID).replace('$POD_NAMESPACE', request.namespace).replace('$SERVICE_ACCOUNT_NAME', variables.sa).replace('$POD_NAME', variables.podName).replace('$POD_UID', variables.podUID)
+{{- end -}}
+
+{{/*
+celShow is the CEL expression for the string expression given, cut to 64
+characters and on one line, for messageExpression: a refusal quotes what
+the pod sent, bounded whatever its size.
+*/}}
+{{- define "mtls-webhook.celShow" -}}
+'"' + ({{ . }}.size() > 64 ? {{ . }}.substring(0, 64) + '...' : {{ . }}).replace('\n', ' ').replace('\r', ' ') + '"'
+{{- end -}}
+
+{{/*
+celIssuerAllowed is the CEL condition that the volume's issuer
+(variables.issuerKind, issuerGroup, issuerName) is one config.allowedIssuers
+allows, "Issuer/*" when it is empty, as the webhook reads them: "Kind/name"
+(group cert-manager.io) or "Kind.group/name". A name glob of lower-case
+letters, digits, ".", "-", "*" and "?" is matched as the webhook's
+path.Match does (within an issuer name "*" matches any run, "?" one
+character); a glob with other characters ([a-z] classes, escapes) is left
+to verify.mtls.demo and only its kind and group are checked here.
+*/}}
+{{- define "mtls-webhook.celIssuerAllowed" -}}
+{{- $conds := list -}}
+{{- range (.Values.config.allowedIssuers | default (list "Issuer/*")) -}}
+{{- $p := trim . -}}
+{{- if $p -}}
+{{- $parts := splitn "/" 2 $p -}}
+{{- $kg := splitn "." 2 $parts._0 -}}
+{{- $name := default "" $parts._1 -}}
+{{- $c := printf "(variables.issuerKind == '%s' && variables.issuerGroup == '%s'" $kg._0 (default "cert-manager.io" $kg._1) -}}
+{{- if and (regexMatch "^[-a-z0-9.*?]+$" $name) (ne $name "*") -}}
+{{- $re := regexQuoteMeta $name | replace "\\*" "[^/]*" | replace "\\?" "[^/]" -}}
+{{- $c = printf "%s && variables.issuerName.matches(r'^%s$')" $c $re -}}
+{{- end -}}
+{{- $conds = append $conds (printf "%s)" $c) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $conds -}}
+{{- $conds = list "(variables.issuerKind == 'Issuer' && variables.issuerGroup == 'cert-manager.io')" -}}
+{{- end -}}
+({{ join " || " $conds }})
 {{- end -}}
 
 {{/*
