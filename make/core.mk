@@ -21,11 +21,15 @@ test-unit: openssl ## Unit, golden and fuzz-seed tests of the webhook packages (
 	$(GO) test -race -count=1 ./test/toolbox  # the e2e suite's fetch and capture tool
 
 .PHONY: fuzz
-fuzz: ## Fuzz the annotation parser (and its length bombs), the admission handler and its HTTP server for FUZZTIME each (default 60s).
+fuzz: ## Fuzz the annotation parser (and its length bombs), the admission handler, its HTTP server, the workloads endpoint, the hostile-input bounds and the demo apps' parsers: all nine fuzzers, FUZZTIME each (default 60s).
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/annotations
 	$(GO) test -run '^$$' -fuzz '^FuzzParseLengthBombs$$' -fuzztime $(FUZZTIME) ./pkg/annotations
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./pkg/webhook
 	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) ./pkg/webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzWorkloads$$' -fuzztime $(FUZZTIME) ./pkg/webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzHostileBounds$$' -fuzztime $(FUZZTIME) ./pkg/webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAllowedClients$$' -fuzztime $(FUZZTIME) ./demo-apps/app
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRequestID$$' -fuzztime $(FUZZTIME) ./demo-apps/app
 
 .PHONY: bench-core
 bench-core: ## Benchmark the admission handler against the decode+encode floor.
