@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -242,13 +244,20 @@ func TestBadAnnotationsAreRefused(t *testing.T) {
 			p.Name = "x.bank.svc.cluster"
 		}, []string{field("dns-names"), `expands to "x.bank.svc.cluster.local" for this pod`, "L is exactly one label"}},
 		{"two-labels-before-the-namespace", optIn("ca", "dns-names", "login.bank.com"), nil,
-			[]string{field("dns-names"), `"login.bank.com"`, "a DNS name must be one DNS label L"}},
+			[]string{field("dns-names"), `"login.bank.com"`, "a DNS name must be L."}},
 		{"hundred-year-certificate", optIn("ca", "duration", "876000h"), nil,
 			[]string{field("duration"), `"876000h"`, "--max-duration"}},
 		{"rsa-8192", optIn("ca", "key-algorithm", "RSA", "key-size", "8192"), nil,
 			[]string{field("key-size"), `"8192"`, "--max-rsa-key-size"}},
 		{"annotation-too-long", optIn("ca", "dns-names", strings.Repeat("a,", 2100)), nil,
 			[]string{field("dns-names"), "--max-annotation-bytes"}},
+		{"renewal-storm", optIn("ca", "duration", "1m", "renew-before", "59.999s"), nil,
+			[]string{field("renew-before"), `"59.999s"`, "leaves 1ms between renewals", "--min-renew-interval"}},
+		{"bare-label", optIn("ca", "dns-names", "payments,localhost"), nil,
+			[]string{field("dns-names"), `"payments"`, `"localhost"`, "a bare label"}},
+		// Every problem at once, identity included.
+		{"control-character-cn-and-forged-spiffe-id", optIn("ca", "common-name", "web\tadmin", "uri-sans", "spiffe://cluster.local/ns/bank/sa/teller"), nil,
+			[]string{field("common-name"), field("uri-sans"), "spiffe://cluster.local/ns/bank/sa/teller", "a pod's only SPIFFE ID is its own"}},
 		{"windows", optIn("ca"), func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} },
 			[]string{"spec.os.name", "no Windows plugin"}},
 		{"existing-volume", optIn("ca"), func(p *corev1.Pod) {
@@ -315,7 +324,7 @@ func TestWarningsReachClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dns := got.Spec.Volumes[0].CSI.VolumeAttributes[mutate.AttrDNSNames]; !strings.HasPrefix(dns, "web,web."+ns) {
+	if dns := got.Spec.Volumes[0].CSI.VolumeAttributes[mutate.AttrDNSNames]; !strings.HasPrefix(dns, "web."+ns+",web."+ns+".svc") {
 		t.Errorf("DNS names %q, want the Service's", dns)
 	}
 	if w := warns.Take(); len(w) != 0 {
@@ -469,4 +478,70 @@ func TestWebhookSpeaksHTTP1Only(t *testing.T) {
 		_ = conn.Close()
 		t.Errorf("an h2-only client was accepted (negotiated %q)", conn.ConnectionState().NegotiatedProtocol)
 	}
+}
+
+// TestHostileAnnotationKeysThroughTheAPIServer sends what the security
+// review sent through the API server with a plain create: the API server
+// validates annotation keys only after mutating admission, so the webhook
+// sees hundreds of unique, long mtls.demo/ keys with over-long values. The
+// answer is bounded, and 50 such pods leave the webhook's metric series as
+// they were after the first.
+func TestHostileAnnotationKeysThroughTheAPIServer(t *testing.T) {
+	requireWebhook(t)
+	cs, _, _ := clients(t)
+	ns := namespace(t, cs, "it-hostile", nil)
+	installChartWebhook(t, cs, "it-hostile", ns)
+	hostile := func(round int) *corev1.Pod {
+		ann := optIn("ca", "dns-names", strings.Repeat("a,", 2100))
+		for i := range 40 {
+			ann[fmt.Sprintf("%s%d-%03d-%s", annotations.Prefix, round, i, strings.Repeat("k", 200))] = strings.Repeat("v", 4000)
+		}
+		return pod(fmt.Sprintf("hostile-%d", round), ann)
+	}
+	send := func(round int) error {
+		_, err := cs.CoreV1().Pods(ns).Create(ctxFor(t, 15*time.Second), hostile(round), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	}
+	err := send(0)
+	errorContains(t, err, `admission webhook "inject.mtls.demo" denied the request`, "metadata.annotations[mtls.demo/dns-names]", "--max-annotation-bytes")
+	if n := len(err.Error()); n > 4096 {
+		t.Errorf("a refusal of %d bytes: %.300s", n, err.Error())
+	}
+	if strings.Contains(err.Error(), strings.Repeat("k", 200)) {
+		t.Errorf("the refusal quotes an unknown key in full: %.300s", err.Error())
+	}
+	before := denialSeries(t)
+	for round := 1; round <= 50; round++ {
+		if err := send(round); err == nil {
+			t.Fatalf("round %d admitted", round)
+		}
+	}
+	if after := denialSeries(t); after != before {
+		t.Errorf("mtls_webhook_denial_causes_total has %d series after 50 hostile pods, %d after the first", after, before)
+	}
+}
+
+// denialSeries counts the webhook's denial-cause series.
+func denialSeries(t *testing.T) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctxFor(t, 10*time.Second), http.MethodGet, suite.metricsURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(string(body)) {
+		if strings.HasPrefix(line, "mtls_webhook_denial_causes_total{") {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no mtls_webhook_denial_causes_total series served")
+	}
+	return n
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mtls-demo/mtls-webhook/internal/cli"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"
 	"github.com/mtls-demo/mtls-webhook/test/helm/chart"
@@ -150,6 +151,31 @@ func forged(name string) corev1.Volume {
 	})
 }
 
+// webhookPod is an opted-in pod in the state the webhook leaves it: its
+// status annotation and the mtls-certs volume, written by the webhook's own
+// pipeline under its default flags.
+func webhookPod(t testing.TB, name string) *corev1.Pod {
+	t.Helper()
+	in, err := cli.InjectorFor([]string{"--default-issuer=ca"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := in.Inject(pod(name, optIn("ca")), nil)
+	if !out.Injected {
+		t.Fatalf("the webhook's pipeline refused %s: %v", name, out.Errors)
+	}
+	return out.Pod
+}
+
+// ensureNamedNamespace creates the namespace name unless it exists.
+func ensureNamedNamespace(t testing.TB, cs kubernetes.Interface, name string) {
+	t.Helper()
+	_, err := cs.CoreV1().Namespaces().Create(ctxFor(t, 10*time.Second), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
 func withVolumes(p *corev1.Pod, vols ...corev1.Volume) *corev1.Pod {
 	p.Spec.Volumes = append(p.Spec.Volumes, vols...)
 	return p
@@ -267,8 +293,9 @@ func TestForgedCSIVolumesAreRefused(t *testing.T) {
 		// Now the validating webhook is registered too, unreachable: the
 		// namespace's pods with a certificate volume fail closed...
 		installVerify(t, cs, a, "forged-down", dead, suite.webhook.ca.CertPEM)
-		looksInjected := withVolumes(pod("plain2", map[string]string{annotations.Enable: "true", annotations.Status: "injected-0"}),
-			csiVolume(mutate.VolumeName, map[string]string{mutate.AttrURISANs: annotations.SPIFFEID("cluster.local")}))
+		// A pod that looks injected in every way CEL can see: the
+		// webhook's own volume, from its own pipeline.
+		looksInjected := webhookPod(t, "plain2")
 		eventually(t, 30*time.Second, "the unreachable validating webhook", func(ctx context.Context) error {
 			_, err := cs.CoreV1().Pods(ns).Create(ctx, looksInjected, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err == nil || !strings.Contains(err.Error(), `failed calling webhook "verify.mtls.demo"`) {
@@ -276,18 +303,23 @@ func TestForgedCSIVolumesAreRefused(t *testing.T) {
 			}
 			return nil
 		})
-		// ...while kube-system, labelled like the test's namespaces so that
-		// only the chart's own exclusion keeps it out, is no business of
-		// this chart: its forged volume is stored as sent.
+		// ...and so do kube-system's, labelled like the test's namespaces:
+		// the guard is not the injection's scope, and leaves out only
+		// cert-manager's and the csi-driver's namespaces. There a forged
+		// volume is stored as sent.
 		labelNamespace(t, cs, "kube-system", caseLabel, "forged-down")
-		sys, err := cs.CoreV1().Pods("kube-system").Create(ctx, withVolumes(pod("it-forged-down", nil), forged("certs")), metav1.CreateOptions{})
+		_, err := cs.CoreV1().Pods("kube-system").Create(ctx, withVolumes(pod("it-forged-down", nil), forged("certs")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		errorContains(t, err, "ValidatingAdmissionPolicy 'it-forged-down-csi-guard'")
+		ensureNamedNamespace(t, cs, "cert-manager")
+		labelNamespace(t, cs, "cert-manager", caseLabel, "forged-down")
+		sys, err := cs.CoreV1().Pods("cert-manager").Create(ctx, withVolumes(pod("it-forged-down", nil), forged("certs")), metav1.CreateOptions{})
 		if err != nil {
-			t.Fatalf("kube-system pod refused: %v", err)
+			t.Fatalf("pod in cert-manager's namespace refused: %v", err)
 		}
 		if len(sys.Spec.Volumes) != 1 || sys.Spec.Volumes[0].CSI == nil || sys.Spec.Volumes[0].CSI.VolumeAttributes[mutate.AttrIssuerName] != "corp-ca" {
-			t.Errorf("kube-system pod changed: %+v", sys.Spec.Volumes)
+			t.Errorf("cert-manager pod changed: %+v", sys.Spec.Volumes)
 		}
-		_ = cs.CoreV1().Pods("kube-system").Delete(ctx, sys.Name, metav1.DeleteOptions{})
+		_ = cs.CoreV1().Pods("cert-manager").Delete(ctx, sys.Name, metav1.DeleteOptions{})
 
 		// The chart's own Deployment pod template and a pod shaped like
 		// the csi-driver's (hostPath volumes, no certificate volume of its
