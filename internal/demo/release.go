@@ -242,7 +242,7 @@ func (r *Release) StartClient(ctx context.Context, interval time.Duration) error
 				Args: []string{"-count=0", "-interval=" + interval.String(), "-timeout=5s", "-ops-addr=$(POD_IP):9090", "-wait-for-frontend=30s"},
 				Env: []corev1.EnvVar{
 					{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
-					{Name: "FRONTEND_URL", Value: scheme + "://frontend-svc:8080"},
+					{Name: "FRONTEND_URL", Value: scheme + "://frontend-svc." + r.Opts.Namespace + ".svc:8080"},
 					{Name: "CERT_RELOAD", Value: strconv.FormatBool(!r.Opts.NoReload)},
 				},
 			}},
@@ -377,7 +377,7 @@ func (r *Release) NextRenewal(p PodInfo) (time.Time, error) {
 
 // ---- direct requests ------------------------------------------------------
 
-// Post sends body to https(or http)://svc:port/path through the Service's
+// Post sends body to https(or http)://svc.<ns>.svc:port/path through the Service's
 // proxy, with tlsCfg (nil = plain HTTP). It returns status and body.
 func (r *Release) Post(ctx context.Context, svc string, port int, path, body string, tlsCfg *tls.Config) (int, []byte, error) {
 	s, err := r.e.Clientset.CoreV1().Services(r.Opts.Namespace).Get(ctx, svc, metav1.GetOptions{})
@@ -389,7 +389,9 @@ func (r *Release) Post(ctx context.Context, svc string, port int, path, body str
 	if tlsCfg != nil {
 		scheme = "https"
 		tlsCfg = tlsCfg.Clone()
-		tlsCfg.ServerName = svc
+		// The namespace-qualified name: certificates carry no bare
+		// Service name, which any namespace could claim.
+		tlsCfg.ServerName = svc + "." + r.Opts.Namespace + ".svc"
 	}
 	tr := &http.Transport{
 		TLSClientConfig:   tlsCfg,

@@ -187,7 +187,7 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if err := rel.StartClient(ctx, o.Interval); err != nil {
 		return sum, err
 	}
-	env.step("load client running: POST https://frontend-svc:8080/submit every %s (frontend -> backend-svc)", o.Interval)
+	env.step("load client running: POST https://frontend-svc.<ns>.svc:8080/submit every %s (frontend -> backend-svc)", o.Interval)
 	fmt.Fprintf(o.Out, "setup took %s\n", time.Since(start).Round(100*time.Millisecond))
 	kubectl := filepath.Join(o.Env.BinDir, "kubectl")
 	if _, err := os.Stat(kubectl); err != nil {

@@ -64,7 +64,7 @@ func TestCARolloverUnderLoad(t *testing.T) {
 
 	// About 110 s of requests (every 200 ms): the rotation comes about 30 s
 	// in, and both apps' leaves follow within a renewal period (45 s).
-	load := clientPod(ns, "rollover-load", "https://frontend-svc:8080", 550, true)
+	load := clientPod(ns, "rollover-load", "https://frontend-svc."+ns+".svc:8080", 550, true)
 	created, err := kube.CoreV1().Pods(ns).Create(ctx, load, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func TestFrontendToBackendMTLS(t *testing.T) {
 	ctx := ctxFor(t, 5*time.Minute)
 	ns := suite.demoNamespace
 	dumpOnFailure(t, ns)
-	res := runPod(ctx, t, clientPod(ns, "e2e-client", "https://frontend-svc:8080", 10, true))
+	res := runPod(ctx, t, clientPod(ns, "e2e-client", "https://frontend-svc."+ns+".svc:8080", 10, true))
 	if res.exitCode != 0 {
 		t.Fatalf("client exited %d:\n%s", res.exitCode, res.logs)
 	}
@@ -107,8 +107,8 @@ func TestRoguePodRefused(t *testing.T) {
 		name, url string
 		allowed   map[int32]bool
 	}{
-		{"rogue-frontend", "https://frontend-svc:8080/healthz", map[int32]bool{35: true, 56: true}},
-		{"rogue-backend", "https://backend-svc:8080/healthz", map[int32]bool{7: true, 28: true, 35: true, 56: true}},
+		{"rogue-frontend", "https://frontend-svc." + ns + ".svc:8080/healthz", map[int32]bool{35: true, 56: true}},
+		{"rogue-backend", "https://backend-svc." + ns + ".svc:8080/healthz", map[int32]bool{7: true, 28: true, 35: true, 56: true}},
 	} {
 		res := runPod(ctx, t, toolboxPod(ns, tc.name, nil, nil, "fetch", "-k", "--max-time", "10s", tc.url))
 		if !tc.allowed[res.exitCode] || strings.Contains(res.logs, "HTTP 200") {
@@ -117,7 +117,7 @@ func TestRoguePodRefused(t *testing.T) {
 	}
 	res := runPod(ctx, t, toolboxPod(ns, "trusted-fetch", optInAnnotations(), nil,
 		append(withPodCert("fetch", "--fail", "--max-time", "10s"),
-			"-X", "POST", "-d", `{"request_id": "e2e-1"}`, "https://frontend-svc:8080/submit")...))
+			"-X", "POST", "-d", `{"request_id": "e2e-1"}`, "https://frontend-svc."+ns+".svc:8080/submit")...))
 	if res.exitCode != 0 || !strings.Contains(res.logs, `"request_id":"e2e-1"`) {
 		t.Errorf("control pod with a certificate: fetch exited %d, want 0 and the answer:\n%s", res.exitCode, res.logs)
 	}
@@ -144,7 +144,7 @@ func TestBackendRefusesUnlistedIdentity(t *testing.T) {
 		// kube-router admits the new pod's address as a frontend source a
 		// moment after the pod started: retry a refused connection briefly.
 		withPodCert("fetch", "--fail", "--max-time", "10s", "--retry-refused", "20s", "-X", "POST", "-d", `{"request_id": "e2e-403"}`,
-			"https://backend-svc:8080/process")...)
+			"https://backend-svc."+ns+".svc:8080/process")...)
 	pod.Spec.ServiceAccountName = "intruder"
 	res := runPod(ctx, t, pod)
 	if res.exitCode != 22 || !strings.Contains(res.logs, "HTTP 403") {
@@ -165,7 +165,7 @@ func TestNetworkPolicyDropsRogueConnection(t *testing.T) {
 	dumpOnFailure(t, ns)
 	backend := readyPod(ctx, t, ns, "backend")
 	open := runPod(ctx, t, toolboxPod(ns, "np-frontend", optInAnnotations(), nil,
-		withPodCert("fetch", "--fail", "--max-time", "10s", "https://frontend-svc:8080/healthz")...))
+		withPodCert("fetch", "--fail", "--max-time", "10s", "https://frontend-svc."+ns+".svc:8080/healthz")...))
 	if open.exitCode != 0 {
 		t.Fatalf("control: frontend-svc from a pod with a certificate: fetch exited %d:\n%s", open.exitCode, open.logs)
 	}
@@ -175,7 +175,7 @@ func TestNetworkPolicyDropsRogueConnection(t *testing.T) {
 		t.Fatalf("control: the backend's ops port (open in the policy) exited %d:\n%s", ops.exitCode, ops.logs)
 	}
 	dropped := runPod(ctx, t, toolboxPod(ns, "np-rogue", optInAnnotations(), nil,
-		withPodCert("fetch", "--max-time", "8s", "https://backend-svc:8080/healthz")...))
+		withPodCert("fetch", "--max-time", "8s", "https://backend-svc."+ns+".svc:8080/healthz")...))
 	if dropped.exitCode != 7 && dropped.exitCode != 28 {
 		t.Fatalf("backend-svc:8080 from a non-frontend pod: fetch exited %d, want 7 or 28 (refused or dropped by the NetworkPolicy):\n%s", dropped.exitCode, dropped.logs)
 	}

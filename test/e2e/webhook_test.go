@@ -87,7 +87,7 @@ func capture(ctx context.Context, t *testing.T, ns string, useMTLS bool) string 
 	if useMTLS {
 		scheme = "https"
 	}
-	res := runPod(ctx, t, clientPod(ns, fmt.Sprintf("client-%t", useMTLS), scheme+"://frontend-svc:8080", 10, useMTLS))
+	res := runPod(ctx, t, clientPod(ns, fmt.Sprintf("client-%t", useMTLS), scheme+"://frontend-svc."+ns+".svc:8080", 10, useMTLS))
 	if res.exitCode != 0 {
 		t.Fatalf("client (USE_MTLS=%t) exited %d:\n%s", useMTLS, res.exitCode, res.logs)
 	}
