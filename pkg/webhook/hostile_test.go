@@ -115,6 +115,12 @@ func newHostileServer(tb testing.TB) hostileServer {
 // serve sends body to the endpoint and returns the status and response
 // size.
 func (s hostileServer) serve(path string, body []byte) (int, int) {
+	code, resp := s.answer(path, body)
+	return code, len(resp)
+}
+
+// answer sends body to the endpoint and returns the status and response.
+func (s hostileServer) answer(path string, body []byte) (int, []byte) {
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
@@ -123,7 +129,7 @@ func (s hostileServer) serve(path string, body []byte) (int, int) {
 	} else {
 		s.mutate.ServeHTTP(w, req)
 	}
-	return w.Code, w.Body.Len()
+	return w.Code, w.Body.Bytes()
 }
 
 // series counts the metric series the registry holds.
@@ -392,17 +398,7 @@ func FuzzHostileBounds(f *testing.F) {
 			code int
 			resp []byte
 		)
-		spent := allocated(1, func() {
-			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			w := httptest.NewRecorder()
-			if path == VerifyPath {
-				s.verify.ServeHTTP(w, req)
-			} else {
-				s.mutate.ServeHTTP(w, req)
-			}
-			code, resp = w.Code, w.Body.Bytes()
-		})
+		spent := allocated(1, func() { code, resp = s.answer(path, body) })
 		// The answer's bound is fixed: at most MaxWarnings warnings of
 		// maxWarningBytes, and causes quoting at most MaxQuotedBytes of each
 		// value, every byte of which JSON may escape into six ("&" is

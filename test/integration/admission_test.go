@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -521,7 +522,8 @@ func TestHostileAnnotationKeysThroughTheAPIServer(t *testing.T) {
 	}
 }
 
-// denialSeries counts the webhook's denial-cause series.
+// denialSeries counts the webhook's denial-cause series, read with
+// Prometheus' own text parser.
 func denialSeries(t *testing.T) int {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctxFor(t, 10*time.Second), http.MethodGet, suite.metricsURL, nil)
@@ -530,18 +532,14 @@ func denialSeries(t *testing.T) int {
 		t.Fatal(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for line := range strings.Lines(string(body)) {
-		if strings.HasPrefix(line, "mtls_webhook_denial_causes_total{") {
-			n++
-		}
-	}
-	if n == 0 {
+	mf, ok := mfs["mtls_webhook_denial_causes_total"]
+	if !ok || len(mf.GetMetric()) == 0 {
 		t.Fatal("no mtls_webhook_denial_causes_total series served")
 	}
-	return n
+	return len(mf.GetMetric())
 }
