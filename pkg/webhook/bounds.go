@@ -119,7 +119,7 @@ func causeLabel(path string) string {
 // fieldNames reports whether s is made of field names and dots only.
 func fieldNames(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.') {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && c != '.' {
 			return false
 		}
 	}

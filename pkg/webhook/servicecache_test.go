@@ -34,7 +34,7 @@ func bigService(i, annotationBytes int) corev1.Service {
 				"example.com/owner": "team-payments@example.com",
 			},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
-				APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ports":{},"f:selector":{}}}`)}}},
+				APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:ports":{},"f:selector":{}}}`)}},
 		},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeLoadBalancer,
@@ -53,14 +53,14 @@ func bigService(i, annotationBytes int) corev1.Service {
 // built and dropped before the measurement: what remains is the store.
 func cachedServiceBytes(tb testing.TB, n, annotationBytes int, transform toolscache.TransformFunc) float64 {
 	lw := &toolscache.ListWatch{
-		ListFunc: func(metav1.ListOptions) (runtime.Object, error) {
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
 			l := &corev1.ServiceList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}, Items: make([]corev1.Service, n)}
 			for i := range l.Items {
 				l.Items[i] = bigService(i, annotationBytes)
 			}
 			return l, nil
 		},
-		WatchFunc: func(metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil },
+		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil },
 	}
 	before := liveHeap()
 	inf := toolscache.NewSharedIndexInformer(listThenWatch{lw}, &corev1.Service{}, 0, toolscache.Indexers{
