@@ -115,7 +115,10 @@ func TestGuardScopeValues(t *testing.T) {
 			t.Errorf("NOTES lack %q:\n%s", w, notes)
 		}
 	}
-	if plain := renderNotes(t, helm, chart.WebhookChart, chart.Options{}); strings.Contains(plain, "WARNING: guard") || strings.Contains(plain, "WARNING: validating") {
+	if open := renderNotes(t, helm, chart.WebhookChart, chart.Options{Set: []string{"validatingWebhook.failurePolicy=Ignore"}}); !strings.Contains(open, "only the CEL guard checks hand-written volumes") {
+		t.Errorf("NOTES with verify.mtls.demo failing open do not say the CEL guard stands alone:\n%s", open)
+	}
+	if plain := renderNotes(t, helm, chart.WebhookChart, chart.Options{}); strings.Contains(plain, "WARNING: guard") || strings.Contains(plain, "WARNING: validating") || strings.Contains(plain, "only the CEL guard") {
 		t.Errorf("default NOTES warn about the guard:\n%s", plain)
 	}
 }
