@@ -25,4 +25,3 @@ test-certmanager: certmanager-bins $(BIN)/helm k8s-bins csi-driver-bin ## Run th
 	cd "$(CERTMANAGER_TOOLS)" && CERT_MANAGER_BIN_DIR="$(BIN)" HELM="$(BIN)/helm" KUBEBUILDER_ASSETS="$(BIN)" \
 	  $(GO) test -count=1 -v ./...
 
-TEST_TARGETS += test-certmanager

@@ -39,4 +39,3 @@ test-checks: shellcheck ## Check without Docker: e2e suite compiles (vet), hack/
 	hack/check-dockerfile.sh Dockerfile VERSION=$(VERSION)
 	@for app in $(DEMO_IMAGE_APPS); do hack/check-dockerfile.sh demo-apps/Dockerfile APP="$$app" VERSION=$(VERSION); done
 
-TEST_TARGETS += test-checks

@@ -15,7 +15,6 @@ ROTATE_EVERY   ?= 3s
 # Wait until a loopback port accepts connections (bash /dev/tcp, no curl).
 demo_wait_port = for _ in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$(1)) 2>/dev/null && break; sleep 0.1; done
 
-TEST_TARGETS += test-demo-apps
 
 .PHONY: build-demo-apps test-demo-apps bench-demo-apps run-local run-local-mtls
 

@@ -16,7 +16,6 @@ E2E_FLAGS          ?=
 # kubectl (to look around) and every image.
 STACK_DEPS := node-bins netpol-bins $(BIN)/helm images
 
-TEST_TARGETS += e2e-local
 
 .PHONY: csi-driver-bin demo e2e-local
 

@@ -16,7 +16,6 @@ helm-lint: $(HELM) ## Lint both Helm charts with helm lint --strict.
 test-helm: $(HELM) k8s-bins ## Test the Helm charts: lint, schema, render, apply to a real API server.
 	HELM=$(HELM) KUBEBUILDER_ASSETS=$(BIN) $(GO) test -count=1 ./test/helm/...
 
-TEST_TARGETS += test-helm
 
 .PHONY: helm-docs
 helm-docs: ## Rewrite the values tables of helm/README.md from the values.yaml comments (test-helm checks they match).

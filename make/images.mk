@@ -59,7 +59,6 @@ test-images: $(GOLANGCI_LINT) ## Test the image builder (webhook image read back
 	$(GO) test -count=1 ./hack/images ./hack/pause ./internal/images
 	cd hack/tools/csisidecars && $(GO) vet ./... && $(GOLANGCI_LINT) run ./... && $(GO) test -count=1 ./...
 
-TEST_TARGETS += test-images
 
 # The scripts find the tools through these variables; see hack/kind-e2e.sh.
 KIND_ENV = KIND="$(KIND)" HELM="$(HELM)" GO="$(GO)" \

@@ -3,7 +3,6 @@
 # real kube-controller-manager. The webhook configuration they register is
 # the Helm chart's own, rendered with bin/helm. See docs/integration.md.
 
-TEST_TARGETS += test-integration
 
 # HELM and its build rule come from make/helm.mk.
 INTEGRATION_ENV := KUBEBUILDER_ASSETS=$(BIN) HELM=$(HELM)

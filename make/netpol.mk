@@ -48,4 +48,3 @@ netpol-bins: ## Build bin/kube-router (v2.1.0, firewall only is used) and unpack
 test-netpol: netpol-bins k8s-bins ## Prove NetworkPolicy enforcement with real packets between netns; host iptables/ipsets restored (root).
 	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -tags netpol -count=1 -p 1 -timeout 10m -v ./internal/netpol/...
 
-TEST_TARGETS += test-netpol

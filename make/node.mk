@@ -99,4 +99,3 @@ cluster-down: ## Undo a cluster that was killed (kill -9): processes, mounts, li
 test-cluster: node-bins netpol-bins images ## Test the local cluster (root): Ready node, real containers, Services, DNS, host restored after Stop and after kill -9.
 	$(GO) test -tags cluster -count=1 -p 1 -timeout 20m -v ./internal/cluster/...
 
-TEST_TARGETS += test-cluster
