@@ -11,7 +11,7 @@ build: ## Build the webhook binary into bin/mtls-webhook.
 	$(GO) build -o $(BIN)/mtls-webhook ./cmd/webhook
 
 .PHONY: render
-render: ## Show what the webhook injects into examples/, without a cluster (the main job for now).
+render: ## Show what the webhook injects into examples/, without a cluster.
 	@for f in examples/*.yaml; do echo "# ---- $$f"; $(GO) run ./cmd/webhook render -f "$$f"; done
 
 .PHONY: test-unit

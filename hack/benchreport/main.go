@@ -1,7 +1,7 @@
 // Command benchreport runs every benchmark of the project and writes
 // docs/BENCHMARKS.md: each figure with its baseline and their ratio from
 // the same run, medians over several runs, and pass/fail against the
-// targets of issue 8. `make bench` runs it:
+// project's performance targets. `make bench` runs it:
 //
 //	go run ./hack/benchreport -out docs/BENCHMARKS.md
 //
@@ -117,7 +117,7 @@ func run(o options) (int, error) {
 			what: "admission handler vs decode+encode floor (in-process, no TLS)",
 			args: []string{"-run=^$", "-bench=.", "-skip=^BenchmarkHostile", "-benchmem", "-benchtime=1s", cpuFlag(procs)}},
 		{name: "hostile", pkg: "pkg/webhook", runs: o.rounds, timeout: 10 * time.Minute,
-			what: "hostile reviews (issue 20) and twice their size through the real HTTP handlers, beside the normal pod; the heap after 1,000 of them",
+			what: "hostile reviews (a security review's inputs) and twice their size through the real HTTP handlers, beside the normal pod; the heap after 1,000 of them",
 			args: []string{"-run=^$", "-bench=^BenchmarkHostile", "-benchmem", "-benchtime=1s", cpuFlag(procs)}},
 		{name: "parse", pkg: "pkg/annotations", runs: o.rounds, timeout: 10 * time.Minute,
 			what: "annotation parsing: a 4 KiB value, the 256 KB bomb read in full and twice that, the bomb refused unread",

@@ -286,7 +286,7 @@ func buildReport(m machine, suites []*suite) report {
 	w("  the **ratio** is value ÷ baseline computed run by run, then the median taken. Compare ratios, not absolute\n")
 	w("  times: this machine is shared with other builds, and absolute times drift by 25–35 %% between runs while\n")
 	w("  ratios hold. The load average at the start and end of the run is given below for that reason.\n")
-	w("- **target** is the goal from issue 8; **result** is pass, **FAIL** (target missed), — (no target: the figure\n")
+	w("- **target** is the project's goal for the figure; **result** is pass, **FAIL** (target missed), — (no target: the figure\n")
 	w("  is informative) or n/a (the suite failed, see *Suites*).\n")
 	w("- The reference points at the end were measured by others on a kind cluster's machine, not here: only their\n")
 	w("  ratios to the same floor are comparable, roughly.\n\n")
@@ -431,7 +431,7 @@ func buildReport(m machine, suites []*suite) report {
 			mk(s, ok, "the bomb with the default limits: refused unread", median(refused), math.NaN(), nil, us, nil, target{}, "", refused),
 		}
 		table("Annotation parsing (pkg/annotations)",
-			"What one pod's annotations may cost (issue 12). Values over `--max-annotation-bytes` (4096) are refused before\n"+
+			"What one pod's annotations may cost. Values over `--max-annotation-bytes` (4096) are refused before\n"+
 				"they are read, so the 4 KiB row is the most a pod can make `Parse` do with the default limits; the bomb rows lift\n"+
 				"the limits to show that parsing itself is linear. Fuzzing is not part of `make bench`: `make fuzz FUZZTIME=30s` on\n"+
 				"2026-12-01 ran FuzzParseLengthBombs 6,125 execs, FuzzParse 162,983, FuzzHandle 18,975 and FuzzServeHTTP 2,633,\n"+
@@ -485,7 +485,7 @@ func buildReport(m machine, suites []*suite) report {
 				ratios(s, "BenchmarkHostileServiceCache/slim", "MiB/10k", "BenchmarkHostileServiceCache/whole", "MiB/10k"), mibOf, mibOf, target{}, "", series(s, "BenchmarkHostileServiceCache/slim", "MiB/10k")),
 		)
 		table("Hostile reviews (pkg/webhook)",
-			"The reviews of issue 20's security review, each once and at twice its size, as AdmissionReviews through the\n"+
+			"The reviews of a security review of the webhook, each once and at twice its size, as AdmissionReviews through the\n"+
 				"real HTTP handlers (`NewHTTPHandler`, `NewVerifyHTTPHandler`) of one webhook with its metrics\n"+
 				"(`pkg/webhook/hostile_test.go`). Time and allocations grow only with decoding the body; the answer stays\n"+
 				"the same size. The heap row's baseline column is the live heap after the 1,000 requests.", rows)
@@ -625,7 +625,7 @@ func buildReport(m machine, suites []*suite) report {
 				"the demo's own server configuration; with `-cpu 1` the rate is per core, for both ends together.", rows)
 	}
 
-	w("## Reference points (issue 8; measured elsewhere on a kind machine, not in this run)\n\n")
+	w("## Reference points (measured elsewhere on a kind machine, not in this run)\n\n")
 	w("For the same peer pod. The ratio column divides by the midpoint of that machine's floor (42–56 µs/op → 49 µs/op);\n")
 	w("compare it, roughly, with the ratios above.\n\n")
 	w("| implementation | time | allocs/op | ≈ ratio to its floor |\n|---|---|---|---|\n")

@@ -26,7 +26,8 @@ var ports = []int{APIServerPort, kubeletPort, kubeletHealthz, proxyHealthz, prox
 // runc state, CNI config and network namespaces, so nothing of the node
 // lands in /var/lib/containerd, /run/containerd or /var/run/netns.
 // restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE and cannot give
-// sandboxes the -998 that containerd asks for (REAL-NODE.md, blocker 1).
+// sandboxes the -998 that containerd asks for, and containerd would fail
+// every sandbox without this setting.
 func (c *Cluster) containerdConfig() string {
 	s := c.opts.StateDir
 	return fmt.Sprintf(`version = 4
@@ -115,7 +116,7 @@ func (c *Cluster) cniConfig() string {
 `, cniNetwork, bridgeName, filepath.Join(c.opts.StateDir, "cni", "ipam"), PodCIDR, NodeIP)
 }
 
-// kubeletConfig: cgroup v1 allowed (blocker 2), cgroupfs, no iptables
+// kubeletConfig: cgroup v1 allowed (this host runs cgroup v1, which kubelet 1.37 refuses by default), cgroupfs, no iptables
 // chains, every directory it can be given under the state directory,
 // CoreDNS as cluster DNS and no host resolv.conf for pods (so no name
 // outside cluster.local is ever looked up), and eviction thresholds that a

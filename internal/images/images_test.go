@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// The references the charts and the cluster expect (issue 13): a renamed
+// The references the charts and the cluster expect: a renamed
 // image or a changed tag must be a deliberate edit of this list.
 func TestSpecsReferences(t *testing.T) {
 	want := map[string]string{

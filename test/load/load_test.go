@@ -35,7 +35,8 @@ import (
 	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
 )
 
-// The load profile (issue 8).
+// The load profile: the rates and sizes the performance targets in
+// docs/BENCHMARKS.md are stated for.
 const (
 	steadyRate     = 1000             // requests/s for the latency figures
 	steadyDuration = 10 * time.Second // at steadyRate
