@@ -116,11 +116,12 @@ func (c *Cluster) cniConfig() string {
 `, cniNetwork, bridgeName, filepath.Join(c.opts.StateDir, "cni", "ipam"), PodCIDR, NodeIP)
 }
 
-// kubeletConfig: cgroup v1 allowed (this host runs cgroup v1, which kubelet 1.37 refuses by default), cgroupfs, no iptables
-// chains, every directory it can be given under the state directory,
-// CoreDNS as cluster DNS and no host resolv.conf for pods (so no name
-// outside cluster.local is ever looked up), and eviction thresholds that a
-// shared test machine does not trip.
+// kubeletConfig: cgroup v1 allowed (kubelet 1.37 refuses it unless told,
+// and some hosts still run it), cgroupfs, no iptables chains, every
+// directory it can be given under the state directory, CoreDNS as cluster
+// DNS and no host resolv.conf for pods (so no name outside cluster.local is
+// ever looked up), and eviction thresholds that a shared test machine does
+// not trip.
 func (c *Cluster) kubeletConfig() string {
 	p := c.pki.path
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
