@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/certs"
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 )
 
 func spiffeID(name string) string { return "spiffe://cluster.local/ns/demo/sa/" + name }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/certs"
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 )
 
 // chainSetup is client -> frontend -> backend over mTLS, each with its own

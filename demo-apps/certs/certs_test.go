@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/certs"
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 )
 
 func setup(tb testing.TB) (*pki.CA, string, certs.Paths) {

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/mtls-demo/mtls-webhook/demo-apps/certs"
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
-	"github.com/mtls-demo/mtls-webhook/pkg/tlsprofile/tlsprobe"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/testutil/tlsprobe"
 )
 
 // The demo apps' server configuration, as ServerConfig hands it to the

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 )
 
 func main() {

@@ -25,8 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
 	"github.com/mtls-demo/mtls-webhook/internal/images"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 	"github.com/mtls-demo/mtls-webhook/internal/podnet"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 	"github.com/mtls-demo/mtls-webhook/pkg/mutate"

@@ -9,8 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/app"
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
 )
 
@@ -78,22 +76,6 @@ func TestStatusHashFollowsTheConfig(t *testing.T) {
 	b := status(map[string]string{annotations.Enable: "true", annotations.Duration: "48h"})
 	if a == b || len(a) != len(StatusPrefix)+10 {
 		t.Errorf("status %q and %q: want distinct injected-<10 hex> values", a, b)
-	}
-}
-
-// The demo apps keep their own copy of the env var names (their image
-// builds from demo-apps/ alone); this pins the two sets together.
-func TestInjectedEnvIsWhatTheDemoAppsRead(t *testing.T) {
-	for ours, theirs := range map[string]string{
-		EnvUseMTLS: app.EnvUseMTLS, EnvCertFile: app.EnvCertFile, EnvKeyFile: app.EnvKeyFile, EnvCAFile: app.EnvCAFile,
-	} {
-		if ours != theirs {
-			t.Errorf("the webhook injects %s, the demo apps read %s", ours, theirs)
-		}
-	}
-	if CertFile != pki.CertName || KeyFile != pki.KeyName || CAFile != pki.CAName {
-		t.Errorf("file names %s/%s/%s differ from the driver layout the demo uses (%s/%s/%s)",
-			CertFile, KeyFile, CAFile, pki.CertName, pki.KeyName, pki.CAName)
 	}
 }
 

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/testutil/tlsprobe"
 	"github.com/mtls-demo/mtls-webhook/pkg/tlsprofile"
-	"github.com/mtls-demo/mtls-webhook/pkg/tlsprofile/tlsprobe"
 )
 
 // serverCert issues a loopback serving certificate of the given key type.

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
-	"github.com/mtls-demo/mtls-webhook/pkg/tlsprofile/tlsprobe"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/testutil/tlsprobe"
 )
 
 // The webhook server's TLS options, applied to the configuration

@@ -78,7 +78,7 @@ var resourceOf = map[string][2]string{
 
 func workloadCases(t *testing.T) []workloadCase {
 	t.Helper()
-	files, err := filepath.Glob("../inject/testdata/workloads/*.yaml")
+	files, err := filepath.Glob("../../internal/cli/testdata/pipeline/workloads/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

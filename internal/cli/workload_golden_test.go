@@ -1,4 +1,4 @@
-package inject_test
+package cli_test
 
 import (
 	"path/filepath"
@@ -49,13 +49,13 @@ func loadWorkload(file string) (runtime.Object, []corev1.Service, error) {
 	})
 }
 
-// TestWorkloadGolden runs every workload case of testdata/workloads through
+// TestWorkloadGolden runs every workload case of testdata/pipeline/workloads through
 // the template check with its flags. Every case of a kind refuses or
 // accepts on that kind's template path, and the pod the template makes is
 // judged exactly as that pod would be at its creation (same errors, paths
 // moved onto the template; same warnings, prefixed with it).
 func TestWorkloadGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/workloads/*.yaml")
+	inputs, err := filepath.Glob("testdata/pipeline/workloads/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +121,10 @@ func TestWorkloadGolden(t *testing.T) {
 			podcase.CompareGolden(t, goldenFile, g, *update, "./pkg/inject")
 		})
 	}
-	podcase.CheckUnusedGoldens(t, "testdata/workloads", used)
+	podcase.CheckUnusedGoldens(t, "testdata/pipeline/workloads", used)
 	for _, k := range []string{inject.KindDeployment, inject.KindStatefulSet, inject.KindDaemonSet, inject.KindReplicaSet, inject.KindJob, inject.KindCronJob} {
 		if !kinds[k] {
-			t.Errorf("no case in testdata/workloads is a %s", k)
+			t.Errorf("no case in testdata/pipeline/workloads is a %s", k)
 		}
 	}
 }

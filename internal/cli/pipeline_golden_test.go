@@ -1,4 +1,4 @@
-package inject_test
+package cli_test
 
 import (
 	"bufio"
@@ -50,13 +50,13 @@ func caseFlags(t *testing.T, file string) []string {
 	return nil
 }
 
-// TestPipelineGolden runs every case of testdata through the pipeline with
+// TestPipelineGolden runs every case of testdata/pipeline through the pipeline with
 // its flags. An injected pod must pass Verify once the API server has named
 // it (what the webhook writes, its validating endpoint accepts); for a pod
 // that is not injected, Verify's answer on the pod as sent is recorded, which
 // is how the forged-volume cases show their refusal.
 func TestPipelineGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/*.yaml")
+	inputs, err := filepath.Glob("testdata/pipeline/*.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,5 +107,5 @@ func TestPipelineGolden(t *testing.T) {
 			podcase.CompareGolden(t, goldenFile, g, *update, "./pkg/inject")
 		})
 	}
-	podcase.CheckUnusedGoldens(t, "testdata", used)
+	podcase.CheckUnusedGoldens(t, "testdata/pipeline", used)
 }
