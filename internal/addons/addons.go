@@ -32,6 +32,8 @@ import (
 	"strings"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/mtls-demo/mtls-webhook/internal/images"
 )
 
@@ -312,26 +314,15 @@ func PrepareChart(ctx context.Context, goCmd, moduleRoot, module, version, chart
 }
 
 func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		// The module cache is read-only: the copy is not.
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
+	// os.CopyFS writes files 0o666 (plus the source's execute bits) under
+	// the umask: the copy of the read-only module cache is writable.
+	return os.CopyFS(dst, os.DirFS(src))
 }
 
+// writeChartYAML writes the chart's Chart.yaml with version and appVersion
+// set to version, as the chart's release tooling does: cert-manager's
+// module zips hold v0.0.0 there, and the csi-driver's a Chart.template.yaml
+// whose prerelease annotation is a {{IS_PRERELEASE}} placeholder.
 func writeChartYAML(src, dst, version string) error {
 	name := "Chart.yaml"
 	data, err := os.ReadFile(filepath.Join(src, name))
@@ -342,18 +333,29 @@ func writeChartYAML(src, dst, version string) error {
 	if err != nil {
 		return err
 	}
-	out := strings.NewReplacer(
-		"\nversion: v0.0.0", "\nversion: "+version,
-		"\nappVersion: v0.0.0", "\nappVersion: "+version,
-		"{{IS_PRERELEASE}}", "false",
-	).Replace(string(data))
-	for _, want := range []string{"\nversion: " + version, "\nappVersion: " + version} {
-		if !strings.Contains(out, want) {
-			return fmt.Errorf("%s: no %q after filling in the release version (did the chart change shape?)", filepath.Join(src, name), strings.TrimSpace(want))
+	var chart map[string]any
+	if err := yaml.Unmarshal(data, &chart); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(src, name), err)
+	}
+	for _, k := range []string{"version", "appVersion"} {
+		if _, ok := chart[k]; !ok {
+			return fmt.Errorf("%s: no %s to fill in the release version (did the chart change shape?)", filepath.Join(src, name), k)
+		}
+		chart[k] = version
+	}
+	if ann, ok := chart["annotations"].(map[string]any); ok {
+		for k, v := range ann {
+			if v == "{{IS_PRERELEASE}}" {
+				ann[k] = "false"
+			}
 		}
 	}
+	out, err := yaml.Marshal(chart)
+	if err != nil {
+		return err
+	}
 	_ = os.Remove(filepath.Join(dst, "Chart.template.yaml"))
-	return os.WriteFile(filepath.Join(dst, "Chart.yaml"), []byte(out), 0o644)
+	return os.WriteFile(filepath.Join(dst, "Chart.yaml"), out, 0o644)
 }
 
 func runHelm(ctx context.Context, helm string, args []string, out io.Writer) (string, error) {

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 )
 
 // testCA signs the webhook's serving certificates. The API server trusts it

@@ -31,8 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
 	"github.com/mtls-demo/mtls-webhook/internal/controlplane"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 )
 
 // The load profile: the rates and sizes the performance targets in

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mtls-demo/mtls-webhook/demo-apps/pki"
+	"github.com/mtls-demo/mtls-webhook/internal/pki"
 )
 
 // An mTLS server like the demo backend: it demands a client certificate
