@@ -4,27 +4,26 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/lru"
 )
 
 // Memo remembers Check's verdicts. Check is a pure function of the volume
 // context, and the pods of one ReplicaSet share theirs (same generateName,
 // namespace, service account and annotations), so a Deployment's rollout
-// pays for the driver's rules once instead of once per pod. It is safe for
-// concurrent use; the zero value is not usable, use NewMemo.
+// pays for the driver's rules once instead of once per pod. The verdicts
+// live in k8s.io/utils' LRU cache, which is safe for concurrent use; the
+// zero value is not usable, use NewMemo.
 type Memo struct {
-	mu    sync.Mutex
-	max   int
-	cache map[string]field.ErrorList
-	order []string // insertion order, for FIFO eviction
+	cache *lru.Cache
 }
 
-// NewMemo returns a Memo holding at most size verdicts.
+// NewMemo returns a Memo holding at most size verdicts, the least recently
+// used dropped first.
 func NewMemo(size int) *Memo {
-	return &Memo{max: max(size, 1), cache: make(map[string]field.ErrorList, size)}
+	return &Memo{cache: lru.New(max(size, 1))}
 }
 
 // Check is csivalidate.Check with memory. The returned list is shared:
@@ -34,23 +33,11 @@ func (m *Memo) Check(pod *corev1.Pod, attrs map[string]string) field.ErrorList {
 		return Check(pod, attrs)
 	}
 	key := memoKey(pod, attrs)
-	m.mu.Lock()
-	errs, ok := m.cache[key]
-	m.mu.Unlock()
-	if ok {
-		return errs
+	if v, ok := m.cache.Get(key); ok {
+		return v.(field.ErrorList)
 	}
-	errs = Check(pod, attrs)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.cache[key]; !ok {
-		if len(m.order) >= m.max {
-			delete(m.cache, m.order[0])
-			m.order = m.order[1:]
-		}
-		m.cache[key] = errs
-		m.order = append(m.order, key)
-	}
+	errs := Check(pod, attrs)
+	m.cache.Add(key, errs)
 	return errs
 }
 

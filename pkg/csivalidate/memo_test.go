@@ -18,14 +18,14 @@ func TestMemoGivesCheckVerdicts(t *testing.T) {
 			}
 		}
 	}
-	if len(m.cache) != 2 {
-		t.Errorf("%d entries, want 2", len(m.cache))
+	if m.cache.Len() != 2 {
+		t.Errorf("%d entries, want 2", m.cache.Len())
 	}
 	other := testPod()
 	other.Spec.ServiceAccountName = "other"
 	m.Check(other, goodAttrs())
-	if len(m.cache) != 2 || len(m.order) != 2 {
-		t.Errorf("memo grew past its size: %d entries", len(m.cache))
+	if m.cache.Len() != 2 {
+		t.Errorf("memo grew past its size: %d entries", m.cache.Len())
 	}
 	var nilMemo *Memo
 	if errs := nilMemo.Check(testPod(), bad); len(errs) == 0 {
