@@ -215,6 +215,9 @@ func imageSets(idx *images.Index, keys map[string]string) ([]string, error) {
 
 // SplitRef splits "host/name:tag" into repository and tag; a digest
 // reference is refused (the charts take a tag, and images here are local).
+// Kept by hand: go-containerregistry's name.NewTag rewrites a reference
+// without a registry to index.docker.io/library/..., which the charts would
+// then ask containerd for, not the name the image was imported under.
 func SplitRef(ref string) (repo, tag string, err error) {
 	if strings.Contains(ref, "@") {
 		return "", "", fmt.Errorf("%q: digest references are not used for local images", ref)
