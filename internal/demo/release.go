@@ -22,10 +22,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-demo/mtls-webhook/internal/images"
+	"github.com/mtls-demo/mtls-webhook/internal/kubeutil"
 	"github.com/mtls-demo/mtls-webhook/internal/pki"
 	"github.com/mtls-demo/mtls-webhook/internal/podnet"
 	"github.com/mtls-demo/mtls-webhook/pkg/annotations"
@@ -275,13 +275,7 @@ func (r *Release) StopClient(ctx context.Context) error {
 
 // RolloutRestart does what `kubectl rollout restart deployment/<name>` does.
 func (r *Release) RolloutRestart(ctx context.Context, names ...string) error {
-	for _, n := range names {
-		patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
-		if _, err := r.e.Clientset.AppsV1().Deployments(r.Opts.Namespace).Patch(ctx, n, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return kubeutil.RolloutRestart(ctx, r.e.Clientset, r.Opts.Namespace, names...)
 }
 
 // ---- metrics --------------------------------------------------------------

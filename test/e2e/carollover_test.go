@@ -17,11 +17,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mtls-demo/mtls-webhook/internal/demo"
+	"github.com/mtls-demo/mtls-webhook/internal/kubeutil"
 )
 
 // TestCARolloverUnderLoad renews the demo's CAs while the load client
@@ -52,8 +52,7 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	// in which one holds a leaf from the new issuing key and the other one
 	// from the old: the overlap under test.
 	time.Sleep(15 * time.Second)
-	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
-	if _, err := kube.AppsV1().Deployments(ns).Patch(ctx, "backend", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if err := kubeutil.RolloutRestart(ctx, kube, ns, "backend"); err != nil {
 		t.Fatal(err)
 	}
 	waitRollout(ctx, t, ns, "backend")

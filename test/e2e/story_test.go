@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+
+	"github.com/mtls-demo/mtls-webhook/internal/kubeutil"
 )
 
 // Case 3 as installed by hack/kind-e2e.sh: both demo pods were injected by
@@ -304,8 +306,7 @@ func TestCertRenewalReloadVsRestart(t *testing.T) {
 			t.Fatalf("CERT_RELOAD=false: serial changed %s -> %s without a restart", first, got)
 		}
 		// kubectl rollout restart deployment backend.
-		patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
-		if _, err := kube.AppsV1().Deployments(ns).Patch(ctx, "backend", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if err := kubeutil.RolloutRestart(ctx, kube, ns, "backend"); err != nil {
 			t.Fatal(err)
 		}
 		waitRollout(ctx, t, ns, "backend")
