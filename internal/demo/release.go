@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -276,63 +274,6 @@ func (r *Release) StopClient(ctx context.Context) error {
 // RolloutRestart does what `kubectl rollout restart deployment/<name>` does.
 func (r *Release) RolloutRestart(ctx context.Context, names ...string) error {
 	return kubeutil.RolloutRestart(ctx, r.e.Clientset, r.Opts.Namespace, names...)
-}
-
-// ---- metrics --------------------------------------------------------------
-
-// Metrics is what Scrape reads from an app's /metrics.
-type Metrics struct {
-	Serial            string
-	Identity          string
-	Reloads           float64
-	HandshakeFailures map[string]float64
-	Requests          map[string]float64 // by outcome
-}
-
-var labelRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
-
-// Scrape reads http://ip:port/metrics.
-func Scrape(ctx context.Context, ip string, port int) (Metrics, error) {
-	m := Metrics{HandshakeFailures: map[string]float64{}, Requests: map[string]float64{}}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(ip, strconv.Itoa(port))+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return m, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return m, fmt.Errorf("metrics: %s", resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, rest, _ := strings.Cut(line, "{")
-		lbls, val, _ := strings.Cut(rest, "} ")
-		v, _ := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		l := map[string]string{}
-		for _, kv := range labelRE.FindAllStringSubmatch(lbls, -1) {
-			l[kv[1]] = kv[2]
-		}
-		switch name {
-		case "mtls_cert_info":
-			if v == 1 {
-				m.Serial, m.Identity = l["serial"], l["identity"]
-			}
-		case "mtls_cert_reloads_total":
-			m.Reloads = v
-		case "mtls_handshake_failures_total":
-			m.HandshakeFailures[l["reason"]] += v
-		case "mtls_requests_total":
-			m.Requests[l["outcome"]] += v
-		}
-	}
-	return m, sc.Err()
 }
 
 // ---- certificates on disk -------------------------------------------------

@@ -11,12 +11,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -35,6 +35,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/mtls-demo/mtls-webhook/internal/demo"
 )
 
 // toolboxImage is the suite's own tool image (test/toolbox, built by `make
@@ -237,38 +239,29 @@ func isReady(p *corev1.Pod) bool {
 }
 
 // metrics reads a demo app's /metrics from its plain-HTTP ops port through
-// the API server's pod proxy (the main port may demand a client certificate).
-func metrics(ctx context.Context, t *testing.T, pod *corev1.Pod) string {
+// the API server's pod proxy (the main port may demand a client
+// certificate), with the demo's parser (Prometheus' own text parser).
+func metrics(ctx context.Context, t *testing.T, pod *corev1.Pod) demo.Metrics {
 	t.Helper()
 	raw, err := kube.CoreV1().Pods(pod.Namespace).ProxyGet("http", pod.Name, "8081", "/metrics", nil).DoRaw(ctx)
 	if err != nil {
 		t.Fatalf("GET %s/%s:8081/metrics: %v", pod.Namespace, pod.Name, err)
 	}
-	return string(raw)
+	m, err := demo.ParseMetrics(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("%s/%s /metrics: %v", pod.Namespace, pod.Name, err)
+	}
+	return m
 }
-
-var serialRE = regexp.MustCompile(`(?m)^mtls_cert_info\{[^}]*serial="([^"]+)"`)
 
 // servingSerial is the serial of the certificate the app has in service.
 func servingSerial(ctx context.Context, t *testing.T, pod *corev1.Pod) string {
 	t.Helper()
-	m := serialRE.FindStringSubmatch(metrics(ctx, t, pod))
-	if m == nil {
+	s := metrics(ctx, t, pod).Serial
+	if s == "" {
 		t.Fatalf("%s: no mtls_cert_info series in /metrics", pod.Name)
 	}
-	return m[1]
-}
-
-// metricValue returns the value of the first sample whose line starts with
-// prefix (name plus optional labels), or "" when there is none.
-func metricValue(text, prefix string) string {
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, prefix) {
-			f := strings.Fields(line)
-			return f[len(f)-1]
-		}
-	}
-	return ""
+	return s
 }
 
 // podResult is what a finished one-shot pod left behind.
