@@ -50,7 +50,8 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	// about half a renewal period later (15 s plus the rollout) makes them
 	// renew at different moments, so after the rotation there is a window
 	// in which one holds a leaf from the new issuing key and the other one
-	// from the old: the overlap under test.
+	// from the old: the overlap under test. A fixed offset, not a wait for
+	// a condition: the time itself is what desynchronizes the renewals.
 	time.Sleep(15 * time.Second)
 	if err := kubeutil.RolloutRestart(ctx, kube, ns, "backend"); err != nil {
 		t.Fatal(err)
@@ -58,7 +59,9 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	waitRollout(ctx, t, ns, "backend")
 	readyPod(ctx, t, ns, "backend")
 	// The NetworkPolicy agent admits the new backend's address a moment
-	// after it is Ready; failures before that are not the CA's.
+	// after it is Ready; failures before that are not the CA's. Not a poll:
+	// the agent's rules have no status the API shows, and probing through
+	// the frontend would add requests to the ones the test counts.
 	time.Sleep(20 * time.Second)
 
 	// About 110 s of requests (every 200 ms): the rotation comes about 30 s
@@ -69,6 +72,8 @@ func TestCARolloverUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deletePod(ns, created.Name) })
+	// A fixed offset: the rotation must come well into the load, not at a
+	// condition's moment.
 	time.Sleep(20 * time.Second)
 
 	c, err := client.New(cfg, client.Options{})

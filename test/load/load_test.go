@@ -42,7 +42,7 @@ const (
 	steadyDuration = 10 * time.Second // at steadyRate
 	stepDuration   = 5 * time.Second  // each step of the ramp
 	stepMaxP99     = 50 * time.Millisecond
-	idleSettle     = 3 * time.Second // after /readyz, before the idle RSS
+	idleSettle     = 3 * time.Second // after /readyz, before the idle RSS: a fixed settling time, since "idle" has no condition to poll
 	namespaceName  = "prod"
 	issuerName     = "demo-ca"
 	reviewUID      = "load-0000-0000-0000-000000000001"
