@@ -40,6 +40,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mtls-demo/mtls-webhook/internal/logtail"
 )
 
 func main() {
@@ -283,7 +285,7 @@ func (s *suite) execute(goCmd, rawDir string) error {
 			var stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = io.MultiWriter(&raw, &round), io.MultiWriter(&raw, &stderr)
 			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("round %d, %s: %w: %s", r+1, p.dir, err, lastLines(stderr.String()+round.String(), 5))
+				return fmt.Errorf("round %d, %s: %w: %s", r+1, p.dir, err, logtail.Lines(stderr.String()+round.String(), 5))
 			}
 		}
 		parsed := parseRuns(round.String(), procsOf(s.args))
@@ -326,11 +328,6 @@ func procsOf(args []string) int {
 		}
 	}
 	return runtime.GOMAXPROCS(0)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // parseRuns reads standard benchmark lines,

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mtls-demo/mtls-webhook/internal/logtail"
 )
 
 // machine describes where and when the figures were measured.
@@ -313,7 +315,7 @@ func buildReport(m machine, suites []*suite) report {
 	w("\n")
 	for _, s := range suites {
 		if s.err != nil {
-			w("### Suite %s failed\n\n```\n%s\n\n%s\n```\n\n", s.name, s.err, lastLines(s.raw, 30))
+			w("### Suite %s failed\n\n```\n%s\n\n%s\n```\n\n", s.name, s.err, logtail.Lines(s.raw, 30))
 		}
 	}
 

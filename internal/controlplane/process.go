@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mtls-demo/mtls-webhook/internal/logtail"
 )
 
 // Process is a child process with its output in a log file.
@@ -152,20 +154,7 @@ func StartControllerManager(binary, kubeconfig, logPath string, c client.Reader,
 // readiness polling repeats for every failed probe, so the cause stays in
 // view.
 func Tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if !strings.Contains(l, "healthz check failed") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return logtail.File(path, n, func(l string) bool { return strings.Contains(l, "healthz check failed") })
 }
 
 // WaitReady polls a controller-runtime /readyz URL (the webhook's turns 200

@@ -21,6 +21,7 @@ import (
 	"github.com/mtls-demo/mtls-webhook/internal/addons"
 	"github.com/mtls-demo/mtls-webhook/internal/cluster"
 	"github.com/mtls-demo/mtls-webhook/internal/images"
+	"github.com/mtls-demo/mtls-webhook/internal/logtail"
 	"github.com/mtls-demo/mtls-webhook/internal/netpol"
 )
 
@@ -198,7 +199,7 @@ func (s *Stack) Helm(ctx context.Context, args ...string) ([]byte, error) {
 	cmd.Stdout = io.MultiWriter(&out, s.opts.Log)
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Run(); err != nil {
-		return out.Bytes(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, tail(out.String(), 20))
+		return out.Bytes(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, logtail.Lines(out.String(), 20))
 	}
 	return out.Bytes(), nil
 }
@@ -212,12 +213,4 @@ func (s *Stack) Down() error {
 	errs = append(errs, s.Stop()) // the cluster's Stop, after the firewall
 	s.cancel()
 	return errors.Join(errs...)
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mtls-demo/mtls-webhook/internal/demo"
 	"github.com/mtls-demo/mtls-webhook/internal/kubeutil"
+	"github.com/mtls-demo/mtls-webhook/internal/logtail"
 )
 
 // TestCARolloverUnderLoad renews the demo's CAs while the load client
@@ -133,7 +134,7 @@ func TestCARolloverUnderLoad(t *testing.T) {
 	res := waitTerminated(ctx, t, created)
 	m := regexp.MustCompile(`summary: sent=(\d+) ok=(\d+) failed=(\d+)`).FindStringSubmatch(res.logs)
 	if m == nil {
-		t.Fatalf("load client printed no summary (exit %d):\n%s", res.exitCode, tail(res.logs, 20))
+		t.Fatalf("load client printed no summary (exit %d):\n%s", res.exitCode, logtail.Lines(res.logs, 20))
 	}
 	ok, _ := strconv.Atoi(m[2])
 	failed, _ := strconv.Atoi(m[3])
@@ -229,5 +230,5 @@ func failures(logs string) string {
 	if i := strings.LastIndex(logs, "summary:"); i >= 0 {
 		return logs[i:]
 	}
-	return tail(logs, 20)
+	return logtail.Lines(logs, 20)
 }

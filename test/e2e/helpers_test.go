@@ -37,6 +37,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/mtls-demo/mtls-webhook/internal/demo"
+	"github.com/mtls-demo/mtls-webhook/internal/logtail"
 )
 
 // toolboxImage is the suite's own tool image (test/toolbox, built by `make
@@ -141,19 +142,11 @@ func dumpOnFailure(t *testing.T, namespace string) {
 			for _, c := range p.Spec.Containers {
 				raw, err := kube.CoreV1().Pods(namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
 				if err == nil {
-					t.Logf("logs %s/%s:\n%s", p.Name, c.Name, tail(string(raw), 60))
+					t.Logf("logs %s/%s:\n%s", p.Name, c.Name, logtail.Lines(string(raw), 60))
 				}
 			}
 		}
 	})
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // helmCmd runs the pinned helm against the suite's cluster.

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+
+	"github.com/mtls-demo/mtls-webhook/internal/logtail"
 )
 
 // Case 3, step 4 (Wireshark): capture the frontend -> backend hop on the
@@ -92,7 +94,7 @@ func capture(ctx context.Context, t *testing.T, ns string, useMTLS bool) string 
 		t.Fatalf("client (USE_MTLS=%t) exited %d:\n%s", useMTLS, res.exitCode, res.logs)
 	}
 	out := waitTerminated(ctx, t, created).logs
-	t.Logf("capture USE_MTLS=%t:\n%s", useMTLS, tail(out, 5))
+	t.Logf("capture USE_MTLS=%t:\n%s", useMTLS, logtail.Lines(out, 5))
 	if strings.Contains(out, "PACKETS=0\n") {
 		t.Fatalf("capture saw no packets to the backend:\n%s", out)
 	}
