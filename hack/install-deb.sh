@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # install-deb.sh DEST PKG=VERSION... : download the pinned Debian packages
 # with `apt-get download` (no system-wide install) and unpack each with
-# `dpkg-deb -x` into DEST, for make/node.mk and hack/netpol/install-tools.sh to pick the files they need.
+# `dpkg-deb -x` into DEST, for make/node.mk, make/checks.mk (shellcheck),
+# make/tls.mk (openssl) and hack/netpol/install-tools.sh to pick the files
+# they need.
 # Refreshes the package lists once if a download fails.
 set -euo pipefail
 

@@ -2,8 +2,8 @@
 # (make test). See docs/kind-e2e.md.
 
 # shellcheck from Debian's package (the npm registry and GitHub downloads are
-# out of reach here): apt-get download the pinned version, unpack it with
-# dpkg-deb and keep only usr/bin/shellcheck, so nothing is installed
+# out of reach here): hack/install-deb.sh downloads and unpacks the pinned
+# version, and only usr/bin/shellcheck is kept, so nothing is installed
 # system-wide. Needs a Debian/Ubuntu apt with this version available
 # (bookworm: 0.9.0-1) and the runtime libraries libgmp10 and libffi8.
 SHELLCHECK_VERSION := 0.9.0
@@ -16,13 +16,7 @@ shellcheck: ## Install shellcheck (pinned Debian package, unpacked into bin/).
 	@if "$(SHELLCHECK)" --version 2>/dev/null | grep -F "version: $(SHELLCHECK_VERSION)" >/dev/null; then \
 	  echo "bin/shellcheck: $(SHELLCHECK_VERSION) already installed"; exit 0; fi; \
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	sudo=""; if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=sudo; fi; \
-	if ! (cd "$$tmp" && apt-get download "shellcheck=$(SHELLCHECK_DEB)"); then \
-	  echo "apt-get download failed; refreshing the package lists"; \
-	  $$sudo apt-get update; \
-	  (cd "$$tmp" && apt-get download "shellcheck=$(SHELLCHECK_DEB)"); \
-	fi; \
-	dpkg-deb -x "$$tmp"/shellcheck_*.deb "$$tmp/root"; \
+	hack/install-deb.sh "$$tmp/root" "shellcheck=$(SHELLCHECK_DEB)"; \
 	mkdir -p "$(BIN)"; install -m 0755 "$$tmp/root/usr/bin/shellcheck" "$(SHELLCHECK)"; \
 	"$(SHELLCHECK)" --version | grep -F "version: $(SHELLCHECK_VERSION)"
 

@@ -8,8 +8,8 @@
 
 # openssl comes with Debian's ca-certificates (it depends on it), so most
 # machines have it; where it is missing, the openssl target unpacks the
-# distribution's current package into bin/ (apt-get download + dpkg-deb, as
-# make/checks.mk does for shellcheck), using the system's libssl3. Debian
+# distribution's current package into bin/ (hack/install-deb.sh, as for
+# shellcheck), using the system's libssl3. Debian
 # replaces openssl's version with every security update, so it is not
 # pinned: the scans need an s_client that speaks TLS 1.0-1.3, which every
 # OpenSSL 3 does.
@@ -20,13 +20,7 @@ export OPENSSL
 openssl: ## Make sure an openssl binary exists (system one, else Debian's package unpacked into bin/).
 	@if "$(OPENSSL)" version >/dev/null 2>&1; then echo "openssl: $$("$(OPENSSL)" version)"; exit 0; fi; \
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	sudo=""; if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=sudo; fi; \
-	if ! (cd "$$tmp" && apt-get download openssl); then \
-	  echo "apt-get download failed; refreshing the package lists"; \
-	  $$sudo apt-get update; \
-	  (cd "$$tmp" && apt-get download openssl); \
-	fi; \
-	dpkg-deb -x "$$tmp"/openssl_*.deb "$$tmp/root"; \
+	hack/install-deb.sh "$$tmp/root" openssl; \
 	mkdir -p "$(BIN)"; install -m 0755 "$$tmp/root/usr/bin/openssl" "$(BIN)/openssl"; \
 	"$(BIN)/openssl" version
 
