@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mtls-demo/mtls-webhook/internal/procid"
 )
 
 // recordFile, in the state directory, is written before the cluster
@@ -163,7 +165,7 @@ func newRecord(stateDir, binDir string) (*record, error) {
 // addProcess records a started process; Cleanup kills it if it is still
 // the same process.
 func (r *record) addProcess(name string, pid int) error {
-	r.Processes = append(r.Processes, recordedProcess{Name: name, Pid: pid, Start: procStart(pid)})
+	r.Processes = append(r.Processes, recordedProcess{Name: name, Pid: pid, Start: procid.StartTicks(pid)})
 	return r.save()
 }
 
@@ -200,7 +202,7 @@ func cleanup(stateDir string) error {
 	// would remount), then their containers and shims.
 	for i := len(r.Processes) - 1; i >= 0; i-- {
 		p := r.Processes[i]
-		if p.Start != 0 && procStart(p.Pid) == p.Start {
+		if p.Start != 0 && procid.StartTicks(p.Pid) == p.Start {
 			_ = syscall.Kill(p.Pid, syscall.SIGKILL)
 			waitGone(p.Pid, p.Start, 5*time.Second)
 		}
@@ -294,29 +296,9 @@ func restoreSysctls(before map[string]string) []error {
 	return errs
 }
 
-// procStart is field 22 of /proc/<pid>/stat (start time in clock ticks),
-// 0 when there is no such process.
-func procStart(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
-}
-
 func waitGone(pid int, start uint64, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) && procStart(pid) == start {
+	for time.Now().Before(deadline) && procid.StartTicks(pid) == start {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -325,7 +307,7 @@ func waitGone(pid int, start uint64, timeout time.Duration) {
 // containerd at socket: they outlive containerd by design.
 func killShims(socket string) {
 	for _, pid := range shimPIDs(socket) {
-		start := procStart(pid)
+		start := procid.StartTicks(pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		waitGone(pid, start, 5*time.Second)
 	}

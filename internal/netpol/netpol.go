@@ -128,6 +128,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mtls-demo/mtls-webhook/internal/procid"
 )
 
 // Options configure Start. Binary, Kubeconfig, NodeName, StateDir and
@@ -351,7 +353,7 @@ func (f *Firewall) start(ctx context.Context, s *state) error {
 	go func() { _ = cmd.Wait(); close(f.done) }()
 
 	s.PID = cmd.Process.Pid
-	ticks, _, err := procStartTicks(s.PID)
+	ticks, _, err := procid.Stat(s.PID)
 	if err != nil {
 		return fmt.Errorf("netpol: kube-router exited at once: %w\n%s", err, f.tail.String())
 	}

@@ -10,10 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mtls-demo/mtls-webhook/internal/procid"
 )
 
 // stateFileName is the record of what the host held before Start, in
@@ -148,34 +149,13 @@ func (t tools) sets() ([]string, error) {
 	return parseSetNames(out), nil
 }
 
-// procStartTicks returns field 22 (starttime) of /proc/<pid>/stat, and
-// whether the process is a zombie (gone, only waiting to be reaped).
-func procStartTicks(pid int) (ticks uint64, zombie bool, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 20 {
-		return 0, false, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	ticks, err = strconv.ParseUint(f[19], 10, 64)
-	return ticks, f[0] == "Z", err
-}
-
 // killRecorded kills the recorded kube-router with SIGKILL if it still
 // runs, and waits until it is gone.
 func killRecorded(s *state) error {
 	if s.PID <= 0 {
 		return nil
 	}
-	ticks, zombie, err := procStartTicks(s.PID)
+	ticks, zombie, err := procid.Stat(s.PID)
 	if err != nil || ticks != s.StartTicks || zombie {
 		return nil // gone, or the PID now belongs to another process
 	}
@@ -184,7 +164,7 @@ func killRecorded(s *state) error {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		ticks, zombie, err := procStartTicks(s.PID)
+		ticks, zombie, err := procid.Stat(s.PID)
 		if err != nil || ticks != s.StartTicks || zombie {
 			return nil
 		}
