@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/mtls-demo/mtls-webhook/internal/cli"
 	"github.com/mtls-demo/mtls-webhook/internal/podcase"
 	"github.com/mtls-demo/mtls-webhook/pkg/inject"
 )
@@ -55,73 +53,54 @@ func loadWorkload(file string) (runtime.Object, []corev1.Service, error) {
 // judged exactly as that pod would be at its creation (same errors, paths
 // moved onto the template; same warnings, prefixed with it).
 func TestWorkloadGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/pipeline/workloads/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	used := map[string]bool{}
 	kinds := map[string]bool{}
-	for _, in := range inputs {
-		if strings.HasSuffix(in, ".golden.yaml") {
-			continue
+	runCases(t, "testdata/pipeline/workloads", func(t *testing.T, name, in string, flags []string, inj *inject.Injector) any {
+		obj, services, err := loadWorkload(in)
+		if err != nil {
+			t.Fatal(err)
 		}
-		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
-		goldenFile := strings.TrimSuffix(in, ".yaml") + ".golden.yaml"
-		used[goldenFile] = true
-		t.Run(name, func(t *testing.T) {
-			obj, services, err := loadWorkload(in)
-			if err != nil {
-				t.Fatal(err)
+		kind, meta, tmpl, ok := inject.TemplateOf(obj)
+		if !ok {
+			t.Fatalf("%T is not a workload", obj)
+		}
+		kinds[kind] = true
+		path, ok := inject.TemplatePath(kind)
+		if !ok {
+			t.Fatalf("no template path for %s", kind)
+		}
+		pod := inject.PodFromTemplate(meta.Namespace, meta.Name, tmpl)
+		out := inj.CheckTemplate(pod.DeepCopy(), path, services)
+		g := workloadGolden{Flags: flags, Kind: kind, Path: path.String(), Warnings: out.Warnings}
+		for _, e := range out.Errors {
+			if !strings.HasPrefix(e.Field, path.String()+".") {
+				t.Errorf("error %q is not on the template's path %s", e.Error(), path)
 			}
-			kind, meta, tmpl, ok := inject.TemplateOf(obj)
-			if !ok {
-				t.Fatalf("%T is not a workload", obj)
-			}
-			kinds[kind] = true
-			path, ok := inject.TemplatePath(kind)
-			if !ok {
-				t.Fatalf("no template path for %s", kind)
-			}
-			flags := caseFlags(t, in)
-			inj, err := cli.InjectorFor(append(append([]string{}, baseFlags...), flags...))
-			if err != nil {
-				t.Fatalf("flags %q: %v", flags, err)
-			}
-			pod := inject.PodFromTemplate(meta.Namespace, meta.Name, tmpl)
-			out := inj.CheckTemplate(pod.DeepCopy(), path, services)
-			g := workloadGolden{Flags: flags, Kind: kind, Path: path.String(), Warnings: out.Warnings}
-			for _, e := range out.Errors {
-				if !strings.HasPrefix(e.Field, path.String()+".") {
-					t.Errorf("error %q is not on the template's path %s", e.Error(), path)
-				}
-				g.Errors = append(g.Errors, e.Error())
-			}
-			if out.Injected {
-				g.Attributes = out.Attributes
-			} else if len(g.Errors) == 0 {
-				t.Errorf("case %s is neither accepted with an injection nor refused: it tests nothing", name)
-			}
+			g.Errors = append(g.Errors, e.Error())
+		}
+		if out.Injected {
+			g.Attributes = out.Attributes
+		} else if len(g.Errors) == 0 {
+			t.Errorf("case %s is neither accepted with an injection nor refused: it tests nothing", name)
+		}
 
-			// The same pod, judged as a pod.
-			asPod := inj.Inject(pod.DeepCopy(), services)
-			if asPod.Injected != out.Injected || len(asPod.Errors) != len(out.Errors) || len(asPod.Warnings) != len(out.Warnings) {
-				t.Fatalf("template: injected=%v %d errors %d warnings; as a pod: injected=%v %d errors %d warnings",
-					out.Injected, len(out.Errors), len(out.Warnings), asPod.Injected, len(asPod.Errors), len(asPod.Warnings))
+		// The same pod, judged as a pod.
+		asPod := inj.Inject(pod.DeepCopy(), services)
+		if asPod.Injected != out.Injected || len(asPod.Errors) != len(out.Errors) || len(asPod.Warnings) != len(out.Warnings) {
+			t.Fatalf("template: injected=%v %d errors %d warnings; as a pod: injected=%v %d errors %d warnings",
+				out.Injected, len(out.Errors), len(out.Warnings), asPod.Injected, len(asPod.Errors), len(asPod.Warnings))
+		}
+		for i, e := range asPod.Errors {
+			if want := path.String() + "." + e.Field; out.Errors[i].Field != want || out.Errors[i].Detail != e.Detail {
+				t.Errorf("error %d: template %q, pod %q", i, out.Errors[i].Error(), e.Error())
 			}
-			for i, e := range asPod.Errors {
-				if want := path.String() + "." + e.Field; out.Errors[i].Field != want || out.Errors[i].Detail != e.Detail {
-					t.Errorf("error %d: template %q, pod %q", i, out.Errors[i].Error(), e.Error())
-				}
+		}
+		for i, w := range asPod.Warnings {
+			if out.Warnings[i] != path.String()+": "+w {
+				t.Errorf("warning %d: template %q, pod %q", i, out.Warnings[i], w)
 			}
-			for i, w := range asPod.Warnings {
-				if out.Warnings[i] != path.String()+": "+w {
-					t.Errorf("warning %d: template %q, pod %q", i, out.Warnings[i], w)
-				}
-			}
-			podcase.CompareGolden(t, goldenFile, g, *update, "./pkg/inject")
-		})
-	}
-	podcase.CheckUnusedGoldens(t, "testdata/pipeline/workloads", used)
+		}
+		return g
+	})
 	for _, k := range []string{inject.KindDeployment, inject.KindStatefulSet, inject.KindDaemonSet, inject.KindReplicaSet, inject.KindJob, inject.KindCronJob} {
 		if !kinds[k] {
 			t.Errorf("no case in testdata/pipeline/workloads is a %s", k)
