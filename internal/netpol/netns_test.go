@@ -89,12 +89,16 @@ func testMain(m *testing.M) int {
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", serviceCIDR)
+	if err := controlplane.DieWithCaller(env, assets); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting etcd and kube-apiserver:", err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
+	defer func() { _ = controlplane.Stop(env) }()
 	dir, err := os.MkdirTemp("", "netpol-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

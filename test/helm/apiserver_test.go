@@ -66,7 +66,7 @@ func apiServer(t *testing.T) client.Client {
 			envErr = "start envtest: " + err.Error()
 			return
 		}
-		stopEnv = env.Stop
+		stopEnv = func() error { return controlplane.Stop(env) }
 		c, err := client.New(cfg, client.Options{})
 		if err != nil {
 			envErr = "client: " + err.Error()

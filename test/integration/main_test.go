@@ -278,7 +278,7 @@ func (h *harness) doStop() error {
 	}
 
 	if h.env != nil {
-		if err := h.env.Stop(); err != nil {
+		if err := controlplane.Stop(h.env); err != nil {
 			errs = append(errs, fmt.Errorf("envtest: %w", err))
 		}
 	}

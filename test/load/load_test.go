@@ -188,7 +188,7 @@ func startEnv() (e *env, err error) {
 
 func (e *env) stop() {
 	if e.testEnv != nil {
-		if err := e.testEnv.Stop(); err != nil {
+		if err := controlplane.Stop(e.testEnv); err != nil {
 			fmt.Fprintln(os.Stderr, "load: stopping envtest:", err)
 		}
 	}
