@@ -27,6 +27,19 @@ type hostileReview struct {
 	name string
 	path string // Path or VerifyPath
 	pod  func(scale int) *corev1.Pod
+	// refused is the answer the review must get; otherwise it is allowed
+	// with the bounded warnings (MaxUnknownKeyWarnings and a count).
+	refused bool
+}
+
+// roundMark is in every key a hostile review makes up, so that a request
+// can rename all of them at once (same length, same size) and no two
+// requests share a key: anything the webhook kept per key would pile up.
+const roundMark = "R00000"
+
+// forRound renames the made-up keys of body for request i.
+func forRound(body []byte, i int) []byte {
+	return bytes.ReplaceAll(body, []byte(roundMark), fmt.Appendf(nil, "R%05d", i%100000))
 }
 
 var hostileReviews = []hostileReview{
@@ -35,11 +48,11 @@ var hostileReviews = []hostileReview{
 		// key over --max-annotation-bytes: each unknown key was a denial
 		// cause and a metric series of its own (20 requests grew the heap
 		// by 53 MiB and left 600 series).
-		name: "long-unique-keys", path: Path,
+		name: "long-unique-keys", path: Path, refused: true,
 		pod: func(scale int) *corev1.Pod {
 			p := hostileBase()
 			for i := range 20 * scale {
-				p.Annotations[fmt.Sprintf("%s%04d-%s", annotations.Prefix, i, strings.Repeat("k", 1000))] = strings.Repeat("v", 5000)
+				p.Annotations[fmt.Sprintf("%s%s%04d-%s", annotations.Prefix, roundMark, i, strings.Repeat("k", 1000))] = strings.Repeat("v", 5000)
 			}
 			p.Annotations[annotations.DNSNames] = strings.Repeat("a,", 2500)
 			return p
@@ -48,11 +61,11 @@ var hostileReviews = []hostileReview{
 	{
 		// 45,000 prefixed keys in about 3 MB: typo suggestions ran over
 		// every one (2.4 s, 280 MiB of allocations, 21 MB of warnings).
-		name: "45000-keys", path: Path,
+		name: "45000-keys", path: Path, refused: true,
 		pod: func(scale int) *corev1.Pod {
 			p := hostileBase()
 			for i := range 45000 * scale {
-				p.Annotations[fmt.Sprintf("%sx%025d", annotations.Prefix, i)] = strings.Repeat("v", 24)
+				p.Annotations[fmt.Sprintf("%s%s%019d", annotations.Prefix, roundMark, i)] = strings.Repeat("v", 24)
 			}
 			return p
 		},
@@ -65,7 +78,7 @@ var hostileReviews = []hostileReview{
 		pod: func(scale int) *corev1.Pod {
 			p := hostileBase()
 			for i := range 1000 * scale {
-				p.Annotations[fmt.Sprintf("%sissuer%04d%s", annotations.Prefix, i, strings.Repeat("z", 100))] = "x"
+				p.Annotations[fmt.Sprintf("%sissuer%s%04d%s", annotations.Prefix, roundMark, i, strings.Repeat("z", 94))] = "x"
 			}
 			return p
 		},
@@ -73,12 +86,12 @@ var hostileReviews = []hostileReview{
 	{
 		// A hand-written csi.cert-manager.io volume with thousands of
 		// unique, long attributes: each was an error, and its key a label.
-		name: "forged-volume-attributes", path: VerifyPath,
+		name: "forged-volume-attributes", path: VerifyPath, refused: true,
 		pod: func(scale int) *corev1.Pod {
 			p := hostileBase()
 			attrs := map[string]string{mutate.AttrIssuerName: "corp-ca"}
 			for i := range 500 * scale {
-				attrs[fmt.Sprintf("csi.cert-manager.io/%05d-%s", i, strings.Repeat("a", 200))] = strings.Repeat("b", 200)
+				attrs[fmt.Sprintf("csi.cert-manager.io/%s%05d-%s", roundMark, i, strings.Repeat("a", 194))] = strings.Repeat("b", 200)
 			}
 			p.Spec.Volumes = []corev1.Volume{{Name: mutate.VolumeName, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
 				Driver: mutate.Driver, ReadOnly: new(true), VolumeAttributes: attrs}}}}
@@ -130,6 +143,35 @@ func (s hostileServer) answer(path string, body []byte) (int, []byte) {
 		s.mutate.ServeHTTP(w, req)
 	}
 	return w.Code, w.Body.Bytes()
+}
+
+// check fails unless resp is the answer hr must get: a refusal, or an
+// allowance with at most MaxUnknownKeyWarnings warnings and the count.
+func (hr hostileReview) check(tb testing.TB, resp []byte) {
+	tb.Helper()
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(resp, &ar); err != nil || ar.Response == nil {
+		tb.Fatalf("%s: the answer is no AdmissionReview: %v", hr.name, err)
+	}
+	if ar.Response.Allowed == hr.refused {
+		tb.Fatalf("%s: allowed = %t, want %t (%v)", hr.name, ar.Response.Allowed, !hr.refused, ar.Response.Result)
+	}
+	if hr.refused {
+		return
+	}
+	unknown, counted := 0, 0
+	for _, w := range ar.Response.Warnings {
+		switch {
+		case strings.Contains(w, "is not known and is ignored"):
+			unknown++
+		case strings.Contains(w, "more annotations under "+annotations.Prefix+" are not known"):
+			counted++
+		}
+	}
+	if unknown != annotations.MaxUnknownKeyWarnings || counted != 1 || len(ar.Response.Warnings) > MaxWarnings+1 {
+		tb.Fatalf("%s: %d unknown-key warnings and %d counts among %d, want %d and 1: %q", hr.name, unknown, counted,
+			len(ar.Response.Warnings), annotations.MaxUnknownKeyWarnings, ar.Response.Warnings)
+	}
 }
 
 // series counts the metric series the registry holds.
@@ -193,6 +235,8 @@ func TestHostileReviewsCostNoMoreThanReadingThem(t *testing.T) {
 				if code != http.StatusOK {
 					t.Fatalf("scale %d: status %d", scale, code)
 				}
+				_, resp := s.answer(hr.path, body)
+				hr.check(t, resp)
 				if size > maxResponse {
 					t.Errorf("scale %d: a %d-byte review got a %d-byte answer, over %d", scale, len(body), size, maxResponse)
 				}
@@ -235,32 +279,30 @@ func (r roundsResult) grown() int64 { return int64(r.heapAfter) - int64(r.heapBe
 
 // hostileRounds sends one round of every hostile review that is read (the
 // 45,000 keys are refused whole, and 1,000 of them would only time the JSON
-// decoder), then n more with their keys renamed per request, as an attacker
-// would send them: anything kept per key would pile up.
+// decoder), then n more with every made-up key renamed per request, as an
+// attacker would send them, each checked to get its answer.
 func hostileRounds(tb testing.TB, n int) roundsResult {
 	s := newHostileServer(tb)
+	var reviews []hostileReview
 	var bodies [][]byte
-	var paths []string
 	for _, hr := range hostileReviews {
 		if hr.name == "45000-keys" {
 			continue
 		}
+		reviews = append(reviews, hr)
 		bodies = append(bodies, review(tb, podJSON(tb, hr.pod(1))))
-		paths = append(paths, hr.path)
 	}
 	for i := range bodies {
-		s.serve(paths[i], bodies[i])
+		s.serve(reviews[i].path, bodies[i])
 	}
 	r := roundsResult{seriesBefore: s.series(tb), heapBefore: liveHeap()}
 	for i := range n {
 		j := i % len(bodies)
-		body := bytes.ReplaceAll(bodies[j], []byte(annotations.Prefix), fmt.Appendf(nil, "%s%d", annotations.Prefix, i%10))
-		if paths[j] == VerifyPath {
-			body = bytes.ReplaceAll(bodies[j], []byte("csi.cert-manager.io/0"), fmt.Appendf(nil, "csi.cert-manager.io/%d", i))
-		}
-		if code, _ := s.serve(paths[j], body); code != http.StatusOK {
+		code, resp := s.answer(reviews[j].path, forRound(bodies[j], i+1))
+		if code != http.StatusOK {
 			tb.Fatalf("request %d: status %d", i, code)
 		}
+		reviews[j].check(tb, resp)
 	}
 	r.heapAfter, r.seriesAfter = liveHeap(), s.series(tb)
 	return r
