@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -97,6 +98,22 @@ func TestAnnotationsOverTheAPIServersTotalAreRefusedUnread(t *testing.T) {
 	_, warnings, errs = Parse(small, testDefaults())
 	if len(errs) != 0 || len(warnings) != MaxUnknownKeyWarnings+1 {
 		t.Errorf("2000 keys under the total: %d errors, %d warnings", len(errs), len(warnings))
+	}
+}
+
+// TestTotalSizeIsTheAPIServersRule: the limit and the sum are
+// apimachinery's, right at the boundary.
+func TestTotalSizeIsTheAPIServersRule(t *testing.T) {
+	if MaxTotalAnnotationBytes != apivalidation.TotalAnnotationSizeLimitB {
+		t.Fatalf("MaxTotalAnnotationBytes = %d, the API server's is %d", MaxTotalAnnotationBytes, apivalidation.TotalAnnotationSizeLimitB)
+	}
+	for _, extra := range []int{-1, 0, 1} {
+		ann := map[string]string{Enable: "true"}
+		ann["x"] = strings.Repeat("v", MaxTotalAnnotationBytes-len(Enable)-len("true")-len("x")+extra)
+		ours, theirs := checkTotalSize(ann) != nil, apivalidation.ValidateAnnotationsSize(ann) != nil
+		if ours != theirs {
+			t.Errorf("%+d byte(s) around the limit: refused here %t, by the API server %t", extra, ours, theirs)
+		}
 	}
 }
 

@@ -25,12 +25,17 @@ const (
 )
 
 // Quote returns s cut to MaxQuotedBytes, so that a message about a value
-// of any length stays short. The cut never splits a UTF-8 sequence.
-func Quote(s string) string {
-	if len(s) <= MaxQuotedBytes {
+// of any length stays short.
+func Quote(s string) string { return Truncate(s, MaxQuotedBytes) }
+
+// Truncate returns s when it has at most n bytes, and otherwise its first
+// bytes, up to n, followed by "...(<len> bytes)". It never splits a UTF-8
+// sequence. Messages, logs and warnings that carry request content use it.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := MaxQuotedBytes
+	cut := n
 	for cut > 0 && s[cut]&0xC0 == 0x80 {
 		cut--
 	}

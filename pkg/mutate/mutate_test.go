@@ -1,6 +1,7 @@
 package mutate
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -181,5 +182,40 @@ func TestMeshProxies(t *testing.T) {
 		if IsMeshProxy(name) {
 			t.Errorf("%s is treated as a mesh proxy", name)
 		}
+	}
+}
+
+// TestAttributeKeysListsEveryAttributeWritten: with every annotation set,
+// the volume carries exactly AttributeKeys, which the webhook's metric
+// labels and the chart's CEL guard rely on.
+func TestAttributeKeysListsEveryAttributeWritten(t *testing.T) {
+	d := annotations.NewDefaults()
+	d.Issuer.Name = "ca"
+	cfg, _, errs := annotations.Parse(map[string]string{
+		annotations.Enable: "true", annotations.CommonName: "web.shop.svc", annotations.DNSNames: "web.shop.svc",
+		annotations.URISANs: "urn:x", annotations.FSGroup: "1000",
+	}, d)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "x"}}}}
+	res, errs := Mutate(pod, cfg, nil, Options{ClusterDomain: "cluster.local"})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	var written []string
+	for _, v := range res.Pod.Spec.Volumes {
+		if v.Name == VolumeName {
+			for k := range v.CSI.VolumeAttributes {
+				written = append(written, k)
+			}
+		}
+	}
+	want := AttributeKeys()
+	slices.Sort(written)
+	slices.Sort(want)
+	if !slices.Equal(written, want) {
+		t.Errorf("the webhook writes %v, AttributeKeys lists %v", written, want)
 	}
 }

@@ -17,7 +17,8 @@ const (
 	// MaxWarnings is how many warnings one answer carries; the rest are
 	// counted in one more.
 	MaxWarnings = 16
-	// maxWarningBytes cuts each warning.
+	// maxWarningBytes cuts each warning (annotations.Truncate adds the
+	// length after the cut).
 	maxWarningBytes = 512
 	// maxLoggedCauses cuts the causes of a refusal in the log line.
 	maxLoggedCauses = 2048
@@ -35,23 +36,9 @@ func boundWarnings(ws []string) []string {
 			out = append(out, strconv.Itoa(len(ws)-MaxWarnings)+" more warnings not shown")
 			break
 		}
-		out = append(out, cut(w, maxWarningBytes))
+		out = append(out, annotations.Truncate(w, maxWarningBytes))
 	}
 	return out
-}
-
-// cut shortens s to at most n bytes (not splitting a UTF-8 sequence),
-// marking the cut.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "..."
-	i := n - len(mark)
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i] + mark
 }
 
 // knownSubscripts are the map keys a denial's field path may keep in the

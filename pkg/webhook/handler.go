@@ -193,7 +193,7 @@ func (h *Handler) servicesFor(ctx context.Context, pod *corev1.Pod) ([]corev1.Se
 // deny refuses an object of kind gk named name with every cause, as a 422
 // the API server passes on.
 func (h *Handler) deny(gk schema.GroupKind, name string, errs field.ErrorList, warnings []string, who func() []any) admission.Response {
-	h.Log.Info("refused", append(who(), "causes", cut(errs.ToAggregate().Error(), maxLoggedCauses))...)
+	h.Log.Info("refused", append(who(), "causes", annotations.Truncate(errs.ToAggregate().Error(), maxLoggedCauses))...)
 	if h.Metrics != nil {
 		h.Metrics.denied(errs)
 	}

@@ -381,16 +381,16 @@ func TestWarningsAreBounded(t *testing.T) {
 	if len(got) != MaxWarnings+1 || got[MaxWarnings] != "84 more warnings not shown" {
 		t.Fatalf("%d warnings, last %q", len(got), got[len(got)-1])
 	}
-	for _, w := range got {
-		if len(w) > maxWarningBytes {
-			t.Fatalf("a warning of %d bytes", len(w))
+	for _, w := range got[:MaxWarnings] {
+		if w != annotations.Truncate(ws[0], maxWarningBytes) || !strings.HasSuffix(w, "...(10000 bytes)") || len(w) > maxWarningBytes+len("...(10000 bytes)") {
+			t.Fatalf("a warning of %d bytes: %.40q...", len(w), w)
 		}
 	}
 	if got := boundWarnings([]string{"a", "b"}); len(got) != 2 || got[1] != "b" {
 		t.Errorf("few short warnings changed: %q", got)
 	}
-	if cut("ééé", 5) != "é..." || cut("abcdef", 5) != "ab..." {
-		t.Errorf("cut: %q %q", cut("ééé", 5), cut("abcdef", 5))
+	if got := annotations.Truncate("ééé", 5); got != "éé...(6 bytes)" {
+		t.Errorf("Truncate splits a UTF-8 sequence or misses the length: %q", got)
 	}
 }
 
