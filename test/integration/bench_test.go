@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -224,29 +222,14 @@ type histSample struct{ sum, count float64 }
 // mtls_webhook_mutation_duration_seconds histogram.
 func handlerSeconds(b *testing.B) histSample {
 	b.Helper()
-	req, _ := http.NewRequestWithContext(ctxFor(b, 10*time.Second), http.MethodGet, suite.metricsURL, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var h histSample
-	found := 0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, _ := strings.Cut(sc.Text(), " ")
-		v, _ := strconv.ParseFloat(value, 64)
-		switch name {
-		case "mtls_webhook_mutation_duration_seconds_sum":
-			h.sum = v
-			found++
-		case "mtls_webhook_mutation_duration_seconds_count":
-			h.count = v
-			found++
-		}
-	}
-	if found != 2 {
+	mf := metricFamilies(b, suite.metricsURL)["mtls_webhook_mutation_duration_seconds"]
+	if len(mf.GetMetric()) == 0 {
 		b.Fatalf("%s has no mtls_webhook_mutation_duration_seconds histogram", suite.metricsURL)
+	}
+	var h histSample
+	for _, m := range mf.GetMetric() {
+		h.sum += m.GetHistogram().GetSampleSum()
+		h.count += float64(m.GetHistogram().GetSampleCount())
 	}
 	return h
 }

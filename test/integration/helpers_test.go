@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +19,9 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -344,38 +345,42 @@ func admissions(t testing.TB, metricsURL string) map[string]float64 {
 	return admissionsOf(t, metricsURL, "Pod")
 }
 
-// admissionsOf scrapes mtls_webhook_admissions_total for one kind label, by
-// result label.
-func admissionsOf(t testing.TB, metricsURL, kind string) map[string]float64 {
+// metricFamilies scrapes metricsURL with Prometheus' own text parser.
+func metricFamilies(t testing.TB, metricsURL string) map[string]*dto.MetricFamily {
 	t.Helper()
-	ctx := ctxFor(t, 10*time.Second)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	req, _ := http.NewRequestWithContext(ctxFor(t, 10*time.Second), http.MethodGet, metricsURL, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("scraping %s: %v", metricsURL, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	prefix := `mtls_webhook_admissions_total{kind="` + kind + `",result="`
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		rest := strings.TrimPrefix(line, prefix)
-		result, value, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			t.Fatalf("unexpected metrics line %q", line)
-		}
-		f, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[result] = f
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", metricsURL, err)
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	return mfs
+}
+
+// labelValue is the value of one label of a sample.
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// admissionsOf scrapes mtls_webhook_admissions_total for one kind label, by
+// result label.
+func admissionsOf(t testing.TB, metricsURL, kind string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, m := range metricFamilies(t, metricsURL)["mtls_webhook_admissions_total"].GetMetric() {
+		if labelValue(m, "kind") == kind {
+			out[labelValue(m, "result")] = m.GetCounter().GetValue()
+		}
 	}
 	if len(out) == 0 {
 		t.Fatalf("%s serves no mtls_webhook_admissions_total series for kind %s", metricsURL, kind)
